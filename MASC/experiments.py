@@ -1,0 +1,119 @@
+"""The paper's MASC experiments on trained models (spec section 6.2).
+
+exp1: the memorised model at p, subspaces from the corrupted labels;
+exp2: the same model, subspaces from the true labels;
+exp3: the model trained at p = 0.0 (same run), subspaces from the labels corrupted at p.
+exp1 and exp2 share one pass over the data.
+"""
+import numpy as np
+import pandas as pd
+import torch
+
+from . import data, models, readout, results
+from .corruption import REFERENCE_SEED, corrupt_labels, load_labels
+from .errors import MASCError
+from .masc import accuracy
+from .training import pick_device
+
+SUBSPACES = {1: "corrupted", 2: "true", 3: "corrupted"}
+
+
+def load_trained(out, dataset, model, p, run):
+    """The final checkpoint of a run, loaded into a fresh model (clear errors if missing or bad)."""
+    path = results.require_checkpoint(out, dataset, model, p, run)
+    net = models.build(model, dataset)
+    retrain = results.training_command(dataset, model, p, run)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise MASCError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it and "
+                        f"train again: {retrain}") from None
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise MASCError(f"checkpoint {path} does not fit a {model} for {dataset} ({first})") from None
+    return net
+
+
+def run_labels(out, dataset, model, p, run, true_labels, subset=None):
+    """(corrupted, true) training labels of a run at p: the ones saved at training time when
+    present, else the reference rule (seed 42). Default length: what the model was trained on."""
+    path = results.run_dir(out, dataset, model, p, run) / "labels.npz"
+    saved = load_labels(path) if path.exists() else None
+    n = subset or (len(saved[0]) if saved else len(true_labels))
+    if saved and len(saved[0]) >= n:
+        return saved[0][:n], saved[1][:n]
+    if n > len(true_labels):
+        raise MASCError(f"--subset {n} is larger than the training set ({len(true_labels)})")
+    num_classes = data.info(dataset).num_classes
+    true = np.asarray(true_labels)
+    return corrupt_labels(true, p, num_classes, REFERENCE_SEED)[:n], true[:n]
+
+
+def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="auto",
+                     threshold=0.99, layers=None, subset=None, per_sample_bn=False,
+                     batch_size=readout.BATCH, log=print):
+    """Run the chosen experiments; returns one tidy DataFrame (rows: exp x layer)."""
+    device = pick_device(device)
+    spec = data.info(dataset)
+    train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False)
+    frames = []
+    for model_p, group in ((p, [e for e in exps if e in (1, 2)]), (0.0, [e for e in exps if e == 3])):
+        if not group:
+            continue
+        net = load_trained(out, dataset, model, model_p, run)
+        corrupted, true = run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
+        split = train_split.first(len(corrupted))
+        labellings = {SUBSPACES[e]: {"corrupted": corrupted, "true": true}[SUBSPACES[e]] for e in group}
+        log(f"{dataset} {model} run {run}: MASC on the model trained at p={model_p} "
+            f"(exp{'+'.join(map(str, group))}, {len(split)} training samples, {device})")
+        estimators, fit_seconds = readout.fit_masc(
+            net, split, labellings, dataset, layers, device, threshold, batch_size, per_sample_bn,
+            classes=range(spec.num_classes))
+        train_pred, _, train_seconds = readout.predict(net, split.images, estimators, dataset,
+                                                       device, batch_size, per_sample_bn)
+        test_pred, net_pred, test_seconds = readout.predict(net, test_split.images, estimators,
+                                                            dataset, device, batch_size, per_sample_bn)
+        model_test_acc = accuracy(net_pred, test_split.labels)
+        for exp in group:
+            keys = [key for key in estimators if key[0] == SUBSPACES[exp]]
+            rows, per_class = [], []
+            for key in keys:
+                est, layer = estimators[key], key[1]
+                k = est.n_components_
+                row = {"dataset": dataset, "model": model, "corrupt": p, "run": run, "exp": exp,
+                       "subspaces_from": key[0], "layer": layer, "dim": est.n_features_in_,
+                       "k_min": int(k.min()), "k_mean": float(k.mean()), "k_max": int(k.max()),
+                       "train_acc_vs_corrupted": accuracy(train_pred[key], corrupted),
+                       "train_acc_vs_true": accuracy(train_pred[key], true),
+                       "test_acc": accuracy(test_pred[key], test_split.labels),
+                       "model_test_acc": model_test_acc, "threshold": threshold,
+                       "n_train": len(split), "fit_seconds": round(fit_seconds[key], 4),
+                       "predict_seconds": round(train_seconds[key] + test_seconds[key], 4)}
+                rows.append(row)
+                for c in range(spec.num_classes):
+                    mask = test_split.labels == c
+                    per_class.append({**{f: row[f] for f in ("dataset", "model", "corrupt", "run",
+                                                             "exp", "subspaces_from", "layer")},
+                                      "class": c, "n_test": int(mask.sum()),
+                                      "test_acc": accuracy(test_pred[key][mask], test_split.labels[mask])})
+                _write_reference(out, dataset, model, p, run, exp, layer, row, k)
+            frame = pd.DataFrame(rows)
+            results.write_csv(frame, results.masc_csv(out, dataset, model, p, run, exp))
+            results.write_csv(pd.DataFrame(per_class),
+                              results.masc_csv(out, dataset, model, p, run, exp, per_class=True))
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _write_reference(out, dataset, model, p, run, exp, layer, row, n_components):
+    files = results.reference_masc_files(out, dataset, model, p, run, exp, layer)
+    values = {"train_vs_corrupted": row["train_acc_vs_corrupted"],
+              "train_vs_true": row["train_acc_vs_true"], "test": row["test_acc"]}
+    for what, path in files.items():
+        if what == "pca":
+            results.write_csv(pd.DataFrame({"number_pca_components_class": n_components}), path,
+                              index=True)
+        else:
+            results.write_single_value(values[what], path)

@@ -1,0 +1,104 @@
+"""Where results live (the reference's layout, spec section 9) and the one CSV writer."""
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import MASCError
+
+
+def p_str(p):
+    """A corruption degree as the reference prints it in paths: 0.0, 0.2, ..."""
+    return str(float(p))
+
+
+def tag(dataset, model):
+    return f"{dataset}_{model}"
+
+
+def run_dir(out, dataset, model, p, run):
+    """Folder of a trained run: checkpoint, labels.npz and progress.pt."""
+    return Path(out) / "models" / tag(dataset, model) / "Network" / p_str(p) / f"Run_{run}"
+
+
+def accuracy_csv(out, dataset, model, p, run):
+    """The reference's per-epoch training CSV (``,epoch,Train_accuracy,Test_accuracy``, in %)."""
+    return Path(out) / "models" / tag(dataset, model) / "Accuracy_results" / p_str(p) / f"Run_{run}.csv"
+
+
+def tidy_dir(out, kind, dataset, model):
+    """Folder of our tidy CSVs of one kind (training, masc, retrain, ...)."""
+    return Path(out) / "results" / kind / tag(dataset, model)
+
+
+def checkpoint_epoch(path):
+    match = re.fullmatch(r"model_(\d+)\.pth", Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def final_checkpoint(folder):
+    """The highest ``model_{e}.pth`` in a folder (what the reference loads), or None."""
+    found = [(checkpoint_epoch(f), f) for f in Path(folder).glob("model_*.pth")]
+    found = [(e, f) for e, f in found if e is not None]
+    return max(found)[1] if found else None
+
+
+def training_command(dataset, model, p, run):
+    return f"python pytorch_training.py -corr {p_str(p)} -model {model} -dataset {dataset} -run {run}"
+
+
+def require_checkpoint(out, dataset, model, p, run):
+    """The final checkpoint of a run, or a clear error naming the command that makes it."""
+    folder = run_dir(out, dataset, model, p, run)
+    path = final_checkpoint(folder)
+    if path is None:
+        raise MASCError(f"no trained model in {folder}; train it first: "
+                        f"{training_command(dataset, model, p, run)}"
+                        + ("" if str(out) == "." else f" --out {out}"))
+    return path
+
+
+def write_csv(frame, path, index=False):
+    """Write a DataFrame atomically (a reader never sees half a file); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=index)
+    os.replace(tmp, path)
+    return path
+
+
+def write_single_value(value, path, column="acc_overall"):
+    """The reference's one-row CSV (``,acc_overall`` with a pandas index)."""
+    return write_csv(pd.DataFrame({column: [value]}), path, index=True)
+
+
+def masc_csv(out, dataset, model, p, run, exp, per_class=False):
+    """Our tidy MASC results of one (dataset, model, p, run, exp)."""
+    suffix = "_per_class" if per_class else ""
+    return tidy_dir(out, "masc", dataset, model) / p_str(p) / f"Run_{run}_exp{exp}{suffix}.csv"
+
+
+def reference_masc_files(out, dataset, model, p, run, exp, layer):
+    """The reference's single-value accuracy files of one experiment and layer (spec 6.2, 9).
+
+    Returns ``{what: path}`` with what in train_vs_corrupted, train_vs_true, test, and the PCA
+    bookkeeping file under ``pca``. (The reference's folder ``angle_results_exp3`` holds the
+    true-label-subspace results, and exp3's go under ``results_uncorrupted``.)"""
+    base = Path(out) / "angle_results" / tag(dataset, model)
+    results_p = base / f"results_{p_str(p)}"
+    if exp == 3:
+        results_p = base / "results_uncorrupted" / f"results_{p_str(p)}"
+    run_part = Path(f"Run_{run}") / "cor_label"
+    name = f"layer_{layer}_acc_overall"
+    if exp == 2:
+        return {"test": results_p / "angle_results_exp3" / run_part / f"{name}_test.csv",
+                "train_vs_true": results_p / "angle_results_exp3" / run_part / f"{name}_train.csv",
+                "pca": results_p / "pca_original" / f"Run_{run}" / "pca_com"
+                / f"pca_train_original_{layer}.csv"}
+    pca = "PCA" if exp == 3 else "pca_corrupted"
+    return {"train_vs_corrupted": results_p / "angle_results" / run_part / f"{name}_train.csv",
+            "test": results_p / "angle_results" / run_part / f"{name}_test.csv",
+            "train_vs_true": results_p / "angle_results_exp2" / run_part / f"{name}_train.csv",
+            "pca": results_p / pca / f"Run_{run}" / "pca_com" / f"pca_train_corrupt_{layer}.csv"}

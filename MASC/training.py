@@ -1,0 +1,403 @@
+"""Training: K runs of one (model, dataset) at once, as stacked parameters and one vmapped step.
+
+A single run is a stack of one. Each run has its own corrupted labels (degree p), its own seed
+(initial weights and data order) and its own stop: once its running train accuracy reaches the
+dataset's target, or the epoch cap, its checkpoint and CSV are written exactly as a lone run would
+write them, and it leaves the stack. The optimiser is the reference's (Adam or SGD with momentum,
+spec section 4) over the stacked tensors: both update every element independently, so each model
+gets exactly its own optimiser's update. On CUDA the whole step (gather, forward, backward,
+optimiser) is captured as a CUDA graph; on CPU it runs eagerly.
+"""
+import copy
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from itertools import groupby
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm import tqdm
+
+from . import data, models, results
+from .corruption import REFERENCE_SEED, corrupt_labels, save_labels
+from .errors import MASCError
+
+EVAL_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: a (dataset, model) at corruption degree p, run index and seed."""
+
+    dataset: str
+    model: str
+    corrupt: float
+    run: int
+    seed: int
+    label_seed: int = REFERENCE_SEED
+
+
+def pick_device(name="auto"):
+    """cuda, then mps, then cpu for "auto"; otherwise the named device (checked)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MASCError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def epoch_order(seed, epoch, n, shuffle=True):
+    """The sample order of one epoch: a permutation fixed by (seed, epoch), made on the CPU so that
+    every device sees the same order (``shuffle=False`` gives the reference's fixed order)."""
+    if not shuffle:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def training_labels(true_labels, run, num_classes):
+    """The run's corrupted training labels (reference rule over the full training set)."""
+    return corrupt_labels(true_labels, run.corrupt, num_classes, seed=run.label_seed)
+
+
+class Stack:
+    """K models of one architecture as stacked parameters (K, ...).
+
+    ``vectorize`` runs the K models as one ``vmap``-ed call (few large kernels: the GPU way);
+    otherwise they run one after another on views of the stacked tensors (the CPU way, where
+    vmap's grouped kernels are slower than K plain ones). Both compute the same function.
+    """
+
+    def __init__(self, nets, vectorize):
+        self.vectorize = vectorize
+        self.base = copy.deepcopy(nets[0]).to("meta")
+        self.keys = list(nets[0].state_dict())
+        params, buffers = stack_module_state(nets)
+        self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
+        self.buffers = buffers
+        self.size = len(nets)
+
+    def _call(self, params, buffers, x):
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def __call__(self, x, shared=False):
+        """Logits (K, B, classes) for inputs (K, B, ...) or, with ``shared``, one (B, ...) for all."""
+        if self.vectorize:
+            return vmap(self._call, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
+        return torch.stack([
+            self._call({n: p[k] for n, p in self.params.items()},
+                       {n: b[k] for n, b in self.buffers.items()}, x if shared else x[k])
+            for k in range(self.size)])
+
+    def train(self, mode=True):
+        self.base.train(mode)
+
+    def state_dict(self, k):
+        """Model k's state_dict with the usual keys, on the CPU."""
+        merged = {**self.params, **self.buffers}
+        return OrderedDict((key, merged[key][k].detach().to("cpu", copy=True)) for key in self.keys)
+
+    def select(self, keep):
+        """A new Stack holding only models ``keep`` (a list of indices)."""
+        new = copy.copy(self)
+        index = torch.tensor(keep, device=next(iter(self.params.values())).device)
+        new.params = {k: v.detach().index_select(0, index).requires_grad_() for k, v in self.params.items()}
+        new.buffers = {k: v.index_select(0, index) for k, v in self.buffers.items()}
+        new.size = len(keep)
+        return new
+
+
+def _optimiser_state(optimiser, names, k):
+    """Model k's slice of a stacked optimiser's state, keyed by parameter name."""
+    state = {}
+    for name, p in zip(names, optimiser.param_groups[0]["params"]):
+        state[name] = {key: (v.detach().cpu().clone() if v.dim() == 0 else v[k].detach().cpu().clone())
+                       for key, v in optimiser.state.get(p, {}).items()}
+    return state
+
+
+def _load_optimiser_state(optimiser, names, states):
+    """Stack per-model optimiser states (from :func:`_optimiser_state`) into ``optimiser``."""
+    if not states[0] or not states[0][names[0]]:
+        return
+    stacked = {}
+    for i, name in enumerate(names):
+        stacked[i] = {key: (value if value.dim() == 0 else torch.stack([s[name][key] for s in states]))
+                      for key, value in states[0][name].items()}
+    optimiser.load_state_dict({"state": stacked, "param_groups": optimiser.state_dict()["param_groups"]})
+
+
+class _Group:
+    """The runs trained together from one starting epoch: stack, optimiser, step function."""
+
+    def __init__(self, runs, nets, states, labels, train_split, use_graphs, bf16):
+        self.runs, self.labels, self.split = runs, labels, train_split
+        self.device = train_split.images.device
+        self.model = runs[0].model
+        self.dataset = runs[0].dataset
+        self.batch = models.batch_size(self.model, self.dataset)
+        self.use_graphs, self.bf16 = use_graphs, bf16
+        self.stack = Stack(nets, vectorize=self.device.type == "cuda")
+        self._new_optimiser([s["optimiser"] if s else {} for s in states])
+
+    def _new_optimiser(self, states):
+        self.names = list(self.stack.params)
+        extra = {"capturable": True} if self.device.type == "cuda" else {}
+        self.optimiser = models.make_optimiser(self.model, list(self.stack.params.values()),
+                                               foreach=True, **extra)
+        _load_optimiser_state(self.optimiser, self.names, states)
+        self.correct = torch.zeros(self.stack.size, dtype=torch.long, device=self.device)
+        self.graphs = {}
+
+    def keep(self, indices):
+        """Continue with the runs at ``indices`` only."""
+        states = [_optimiser_state(self.optimiser, self.names, k) for k in indices]
+        self.runs = [self.runs[k] for k in indices]
+        self.labels = self.labels[indices]
+        self.stack = self.stack.select(indices)
+        self._new_optimiser(states)
+
+    def optimiser_state(self, k):
+        return _optimiser_state(self.optimiser, self.names, k)
+
+    def _step(self, idx):
+        """One optimiser step of every model on its own batch ``idx`` (K, B)."""
+        K, B = idx.shape
+        x = data.normalise(self.split.images[idx.reshape(-1)], self.dataset)
+        x = x.view(K, B, *x.shape[1:])
+        y = self.labels.gather(1, idx)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.stack(x)
+        loss = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none").mean(1).sum()
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+        self.correct += (logits.argmax(-1) == y).sum(1)
+
+    def _graph(self, B):
+        """A CUDA graph of ``_step`` for batches of B (captured once per batch size and stack)."""
+        if B not in self.graphs:
+            idx = torch.zeros(self.stack.size, B, dtype=torch.long, device=self.device)
+            fresh = not self.optimiser.state
+            saved = [t.detach().clone() for t in self._state_tensors()]
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self._step(idx)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._step(idx)
+            # Undo the warm-up steps. A zero optimiser state acts exactly like a fresh one
+            # (Adam: step 0 and zero moments; SGD: a zero momentum buffer gives buf = grad).
+            for t, s in zip(self._state_tensors(), saved):
+                t.copy_(s)
+            if fresh:
+                for t in self._state_tensors()[len(saved):]:
+                    t.zero_()
+            self.graphs[B] = (graph, idx)
+        return self.graphs[B]
+
+    def _state_tensors(self):
+        """Everything a training step changes; the optimiser's state comes last."""
+        opt = [v for p in self.optimiser.param_groups[0]["params"]
+               for v in self.optimiser.state.get(p, {}).values()]
+        return [*self.stack.params.values(), *self.stack.buffers.values(), self.correct, *opt]
+
+    def train_epoch(self, epoch, shuffle):
+        """One epoch of every model; returns the running train accuracies (%)."""
+        n = len(self.split)
+        order = torch.stack([epoch_order(r.seed, epoch, n, shuffle) for r in self.runs]).to(self.device)
+        self.stack.train(True)
+        self.correct.zero_()
+        for start in range(0, n, self.batch):
+            idx = order[:, start:start + self.batch]
+            if self.use_graphs:
+                graph, static_idx = self._graph(idx.shape[1])
+                static_idx.copy_(idx)
+                graph.replay()
+            else:
+                self._step(idx)
+        return [100 * c / n for c in self.correct.tolist()]
+
+    @torch.no_grad()
+    def evaluate(self, split):
+        """Test accuracies (%) of every model, eval mode, in large batches."""
+        self.stack.train(False)
+        correct = torch.zeros(self.stack.size, dtype=torch.long, device=self.device)
+        for start in range(0, len(split), EVAL_BATCH):
+            x = data.normalise(split.images[start:start + EVAL_BATCH], self.dataset)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                logits = self.stack(x, shared=True)
+            correct += (logits.argmax(-1) == split.labels[start:start + EVAL_BATCH]).sum(1)
+        return [100 * c / len(split) for c in correct.tolist()]
+
+
+def _config(run, subset, test_subset, shuffle):
+    return {**asdict(run), "subset": subset, "test_subset": test_subset, "shuffle": shuffle}
+
+
+def _progress_path(out, run):
+    return results.run_dir(out, run.dataset, run.model, run.corrupt, run.run) / "progress.pt"
+
+
+def _load_progress(out, run, subset, test_subset, shuffle):
+    path = _progress_path(out, run)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise MASCError(f"cannot read {path} ({type(e).__name__}); delete it to restart the run") from None
+    wanted = _config(run, subset, test_subset, shuffle)
+    if state.get("config") != wanted:
+        diff = ", ".join(f"{k} {state['config'].get(k)!r} (now {v!r})"
+                         for k, v in wanted.items() if state.get("config", {}).get(k) != v)
+        raise MASCError(f"{path} belongs to a run with other settings: {diff}; delete it to "
+                        f"restart, or pass the same settings to resume")
+    return state
+
+
+def _write_history(out, run, history):
+    """The reference CSV (%, 1-based epochs) and our tidy CSV (fractions, identifying columns)."""
+    frame = pd.DataFrame(history, columns=["epoch", "Train_accuracy", "Test_accuracy"])
+    results.write_csv(frame, results.accuracy_csv(out, run.dataset, run.model, run.corrupt, run.run),
+                      index=True)
+    tidy = pd.DataFrame({"dataset": run.dataset, "model": run.model, "corrupt": run.corrupt,
+                         "run": run.run, "seed": run.seed, "epoch": frame.epoch,
+                         "train_acc_vs_corrupted": frame.Train_accuracy / 100,
+                         "test_acc": frame.Test_accuracy / 100})
+    results.write_csv(tidy, results.tidy_dir(out, "training", run.dataset, run.model)
+                      / f"{results.p_str(run.corrupt)}_Run_{run.run}.csv")
+
+
+def _save(out, group, k, epoch, history, final, reached_target, subset, test_subset, shuffle):
+    """Progress of model k (atomic); with ``final`` also its checkpoint ``model_{epoch-1}.pth``
+    (an older final checkpoint of a shorter cap is removed)."""
+    run = group.runs[k]
+    folder = results.run_dir(out, run.dataset, run.model, run.corrupt, run.run)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = group.stack.state_dict(k)
+    state = {"config": _config(run, subset, test_subset, shuffle), "epoch": epoch, "history": history,
+             "reached_target": reached_target, "model": weights,
+             "optimiser": group.optimiser_state(k)}
+    data._atomic_torch_save(state, folder / "progress.pt")
+    if final:
+        checkpoint = folder / f"model_{epoch - 1}.pth"
+        data._atomic_torch_save(weights, checkpoint)
+        for old in folder.glob("model_*.pth"):
+            if old != checkpoint and results.checkpoint_epoch(old) is not None:
+                old.unlink()
+    _write_history(out, run, history)
+
+
+def train(runs, out=".", root=None, device="auto", epochs=500, subset=None, test_subset=None,
+          shuffle=True, save_every=10, graphs=None, bf16=False, progress=True, log=tqdm.write):
+    """Train ``runs`` (one dataset and model, any corruption degrees and seeds) to the reference
+    stop rule, resuming from saved progress; returns ``{run: final checkpoint path}``.
+
+    ``subset`` / ``test_subset``: only the first N training / test images (quick runs)."""
+    if not runs:
+        return {}
+    if len({(r.dataset, r.model) for r in runs}) != 1:
+        raise MASCError("one training call takes one dataset and one model")
+    dataset, model = runs[0].dataset, runs[0].model
+    spec = data.info(dataset)
+    device = pick_device(device) if isinstance(device, str) else device
+    models.check_name(model)
+    use_graphs = device.type == "cuda" if graphs is None else graphs
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    train_split = data.load(dataset, root, train=True)
+    test_split = data.load(dataset, root, train=False).first(test_subset).to(device)
+    if subset is not None and not 0 < subset <= len(train_split):
+        raise MASCError(f"--subset must be between 1 and {len(train_split)}, got {subset}")
+    true_labels = train_split.labels.numpy()
+    train_split = train_split.first(subset).to(device)
+
+    done, todo = {}, []
+    for run in runs:
+        state = _load_progress(out, run, subset, test_subset, shuffle)
+        corrupted = training_labels(true_labels, run, spec.num_classes)[:len(train_split)]
+        folder = results.run_dir(out, dataset, model, run.corrupt, run.run)
+        save_labels(folder / "labels.npz", corrupted, true_labels[:len(train_split)])
+        if state and (state["reached_target"] or state["epoch"] >= epochs):
+            final = folder / f"model_{state['epoch'] - 1}.pth"
+            if not final.exists():
+                data._atomic_torch_save(state["model"], final)
+            done[run] = final
+            log(f"{dataset} {model} p={run.corrupt} run {run.run}: already trained "
+                f"({state['epoch']} epochs), checkpoint {final}")
+        else:
+            todo.append((run, state, torch.as_tensor(corrupted)))
+    by_epoch = sorted(todo, key=lambda t: t[1]["epoch"] if t[1] else 0)
+    for start, members in groupby(by_epoch, key=lambda t: t[1]["epoch"] if t[1] else 0):
+        members = list(members)
+        done.update(_train_group(members, start, out, device, train_split, test_split, epochs,
+                                 subset, test_subset, shuffle, save_every, use_graphs, bf16,
+                                 progress, log))
+    return done
+
+
+def _train_group(members, start, out, device, train_split, test_split, epochs, subset,
+                 test_subset, shuffle, save_every, use_graphs, bf16, progress, log):
+    runs = [m[0] for m in members]
+    nets = []
+    for run, state, _ in members:
+        torch.manual_seed(run.seed)
+        net = models.build(run.model, run.dataset)
+        if state:
+            net.load_state_dict(state["model"])
+        nets.append(net.to(device))
+    labels = torch.stack([m[2] for m in members]).to(device)
+    group = _Group(runs, nets, [m[1] for m in members], labels, train_split, use_graphs, bf16)
+    histories = {run: list(state["history"]) if state else [] for run, state, _ in members}
+    target = data.info(runs[0].dataset).stop_accuracy
+    finished = {}
+    what = f"{runs[0].dataset} {runs[0].model}" + (
+        f" p={runs[0].corrupt} run {runs[0].run}" if len(runs) == 1 else f" x{len(runs)} runs")
+    bar = tqdm(desc=what, unit="epoch", disable=not progress, initial=start, total=epochs)
+    for epoch in range(start, epochs):
+        tic = time.perf_counter()
+        train_acc = group.train_epoch(epoch, shuffle)
+        test_acc = group.evaluate(test_split)
+        seconds = time.perf_counter() - tic
+        stopped = []
+        for k, run in enumerate(group.runs):
+            histories[run].append((epoch + 1, train_acc[k], test_acc[k]))
+            reached = train_acc[k] >= target
+            if reached or epoch + 1 == epochs:
+                stopped.append(k)
+                _save(out, group, k, epoch + 1, histories[run], True, reached, subset, test_subset, shuffle)
+                finished[run] = results.run_dir(out, run.dataset, run.model, run.corrupt, run.run) \
+                    / f"model_{epoch}.pth"
+            elif (epoch + 1) % save_every == 0:
+                _save(out, group, k, epoch + 1, histories[run], False, False, subset, test_subset, shuffle)
+        if len(group.runs) == 1:
+            bar.set_postfix(train=f"{train_acc[0]:.2f}", test=f"{test_acc[0]:.2f}")
+        else:
+            imgs = len(train_split) * len(group.runs) / seconds
+            bar.set_postfix(active=len(group.runs), best_test=f"{max(test_acc):.1f}",
+                            img_s=f"{imgs:,.0f}")
+        bar.update()
+        if stopped:
+            for k in stopped:
+                run = group.runs[k]
+                log(f"{run.dataset} {run.model} p={run.corrupt} run {run.run}: stopped after "
+                    f"{epoch + 1} epochs (train {train_acc[k]:.2f}%, test {test_acc[k]:.2f}%)")
+            keep = [k for k in range(len(group.runs)) if k not in stopped]
+            if not keep:
+                break
+            group.keep(keep)
+    bar.close()
+    return finished

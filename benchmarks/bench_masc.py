@@ -1,0 +1,130 @@
+"""MASC speed: the naive reference-style algorithm vs ours, on the same data, in one run.
+
+    python benchmarks/bench_masc.py                    # (a) CNN layers, (b) D = 2,048, (c) D = 16,384
+    python benchmarks/bench_masc.py --parts a b --device cuda
+
+(a) the five layers of an MNIST CNN (trained for one epoch at p = 0.8 unless --checkpoint is
+    given): fit on all 60,000 training activations, predict the training and test sets;
+(b) a generated layer, D = 2,048, 1,000 samples per class, 10 classes (fewer samples than
+    dimensions: our Gram route); fit, then predict the training set and 2,000 test vectors;
+(c) ours alone: a generated 16,384-d layer with 5,000 samples per class (the ResNet case); fit,
+    then predict 2,000 vectors.
+The naive baseline (tests/naive_masc.py) groups and doubles samples in Python, builds the D x D
+covariance, runs a full eigh, and projects in batches of 100 with arccos, like the reference.
+Both must agree (same k, same predictions) for a speed-up to be printed as valid.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "tests"))
+from MASC import MinimumAngleSubspaceClassifier, data, layers, models, readout, training  # noqa: E402
+from naive_masc import naive_fit, naive_predict  # noqa: E402
+
+
+def sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device):
+    sync(device)
+    tic = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - tic
+
+
+def compare(name, X, y, tests, classes, device, naive=True):
+    """Time naive and ours on one layer; returns (naive seconds, our seconds)."""
+    Xd, testsd = X.to(device), [t.to(device) for t in tests]
+    clf, fit_s = timed(lambda: MinimumAngleSubspaceClassifier(0.99).fit(Xd, y.to(device),
+                                                                        classes=range(classes)), device)
+    preds, pred_s = timed(lambda: [clf.predict(t).cpu() for t in testsd], device)
+    ours = fit_s + pred_s
+    line = f"{name:22} D={X.shape[1]:6} k={clf.n_components_.mean():8.1f}  ours {ours:8.2f} s " \
+           f"(fit {fit_s:.2f}, predict {pred_s:.2f})"
+    if not naive:
+        print(line, flush=True)
+        return None, ours
+    (subspaces, naive_fit_s) = timed(lambda: naive_fit(X, y, classes), "cpu")
+    naive_preds, naive_pred_s = timed(lambda: [naive_predict(subspaces, t) for t in tests], "cpu")
+    reference = naive_fit_s + naive_pred_s
+    same_k = list(clf.n_components_) == [len(V) for V in subspaces]
+    agree = sum(int((a == b).sum()) for a, b in zip(preds, naive_preds)) / sum(len(t) for t in tests)
+    print(f"{line}  naive {reference:8.2f} s (fit {naive_fit_s:.2f}, predict {naive_pred_s:.2f})  "
+          f"x{reference / ours:6.1f}  same k: {same_k}, same predictions: {agree:.4%}", flush=True)
+    return reference, ours
+
+
+def part_a(args, device):
+    root = str(data.data_root(args.data))
+    train_split, test_split = data.load("MNIST", root, True), data.load("MNIST", root, False)
+    run = training.Run("MNIST", "CNN", 0.8, 1, seed=1)
+    labels = torch.as_tensor(training.training_labels(train_split.labels.numpy(), run, 10))
+    net = models.build("CNN", "MNIST")
+    if args.checkpoint:
+        net.load_state_dict(torch.load(args.checkpoint, weights_only=True))
+    else:  # one epoch at p = 0.8
+        torch.manual_seed(1)
+        group = training._Group([run], [net], [None], labels[None], train_split, False, False)
+        group.train_epoch(0, True)
+        net.load_state_dict(group.stack.state_dict(0))
+    train_acts, _ = readout.collect(net, train_split.images, "MNIST", device="cpu")
+    test_acts, _ = readout.collect(net, test_split.images, "MNIST", device="cpu")
+    print(f"(a) MNIST CNN layers: fit on {len(labels)} training activations (p = 0.8 labels), "
+          f"predict {len(labels)} train + {len(test_split)} test")
+    totals = [compare(layer, train_acts[layer], labels, [train_acts[layer], test_acts[layer]], 10,
+                      device) for layer in layers.layer_names(net)]
+    naive, ours = map(sum, zip(*totals))
+    print(f"(a) all five layers: naive {naive:.1f} s, ours {ours:.1f} s, speed-up x{naive / ours:.1f}\n")
+
+
+def generated(n_per_class, dim, classes=10, rank=256, seed=0):
+    """ReLU activations with a decaying spectrum: a class mean plus low-rank noise."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(rank, dim, generator=g) / rank ** 0.5
+    scale = torch.arange(1, rank + 1, dtype=torch.float32) ** -0.75
+    means = torch.randn(classes, dim, generator=g)
+    X = torch.cat([torch.relu(means[c] + (torch.randn(n_per_class, rank, generator=g) * scale) @ basis)
+                   for c in range(classes)])
+    return X, torch.arange(classes).repeat_interleave(n_per_class)
+
+
+def part_b(args, device):
+    X, y = generated(1000, 2048)
+    T, _ = generated(200, 2048, seed=0)
+    T = T + 0.1 * torch.randn(T.shape, generator=torch.Generator().manual_seed(9))
+    print("(b) generated layer, 10 classes x 1,000 samples")
+    naive, ours = compare("generated", X, y, [X, T], 10, device)
+    print(f"(b) speed-up x{naive / ours:.1f}\n")
+
+
+def part_c(args, device):
+    X, y = generated(5000, 16384)
+    T, _ = generated(200, 16384, seed=1)
+    print("(c) generated ResNet-sized layer, 10 classes x 5,000 samples (ours only)")
+    compare("generated", X, y, [T], 10, device, naive=False)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
+    p.add_argument("--device", default="cpu", help="device for ours (naive always runs on CPU)")
+    p.add_argument("--data", default=None)
+    p.add_argument("--checkpoint", default=None, help="a trained MNIST CNN for part (a)")
+    args = p.parse_args()
+    device = training.pick_device(args.device)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"ours on {name}; naive on CPU, {torch.get_num_threads()} threads\n")
+    for part in args.parts:
+        {"a": part_a, "b": part_b, "c": part_c}[part](args, device)
+
+
+if __name__ == "__main__":
+    main()

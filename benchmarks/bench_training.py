@@ -1,0 +1,124 @@
+"""Training throughput: the reference-style loop vs our engine (one run, and K runs stacked).
+
+    python benchmarks/bench_training.py                         # CPU-sized defaults
+    python benchmarks/bench_training.py --device cuda --train-images 60000 --ks 1 6 18
+
+Every configuration times one epoch over the same training images plus one pass over the test
+set (after an untimed warm-up epoch), on real MNIST, and reports images per second counted over
+all models (train + test images). The reference style is a torchvision dataset with per-sample
+``ToTensor`` + ``Normalize``, a DataLoader at the model's batch size, and test batches of 4.
+"""
+import argparse
+import time
+from pathlib import Path
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from MASC import data, models, training  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reference_style(model_name, root, n_train, n_test, device):
+    """Seconds of one epoch + test pass, the way the reference scripts do it."""
+    import torchvision
+    from torchvision import transforms
+    from torch.utils.data import DataLoader, Subset
+
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    train_set = Subset(torchvision.datasets.MNIST(root, train=True, transform=tf), range(n_train))
+    test_set = Subset(torchvision.datasets.MNIST(root, train=False, transform=tf), range(n_test))
+    train_loader = DataLoader(train_set, batch_size=models.batch_size(model_name, "MNIST"))
+    test_loader = DataLoader(test_set, batch_size=4)
+    torch.manual_seed(0)
+    net = models.build(model_name, "MNIST").to(device)
+    opt = models.make_optimiser(model_name, net.parameters())
+
+    def epoch():
+        net.train()
+        correct = 0
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad()
+            out = net(x)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            correct += (out.argmax(1) == y).sum().item()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            for x, y in test_loader:
+                correct += (net(x.to(device)).argmax(1) == y.to(device)).sum().item()
+
+    epoch()  # warm-up
+    sync(device)
+    tic = time.perf_counter()
+    epoch()
+    sync(device)
+    return time.perf_counter() - tic
+
+
+def ours(model_name, train_split, test_split, k, device, graphs, bf16):
+    """Seconds of one epoch + test pass of k stacked runs with our engine."""
+    runs = [training.Run("MNIST", model_name, 0.8, r, seed=r) for r in range(1, k + 1)]
+    nets = []
+    for run in runs:
+        torch.manual_seed(run.seed)
+        nets.append(models.build(model_name, "MNIST").to(device))
+    labels = torch.stack([train_split.labels] * k)
+    group = training._Group(runs, nets, [None] * k, labels, train_split, graphs, bf16)
+    group.train_epoch(0, True)  # warm-up (captures the CUDA graphs)
+    group.evaluate(test_split)
+    sync(device)
+    tic = time.perf_counter()
+    group.train_epoch(1, True)
+    group.evaluate(test_split)
+    sync(device)
+    return time.perf_counter() - tic
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data", default=None)
+    p.add_argument("--models", nargs="+", default=["CNN", "MLP"])
+    p.add_argument("--train-images", type=int, default=6000)
+    p.add_argument("--test-images", type=int, default=10000)
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 6], help="stack sizes to time")
+    p.add_argument("--bf16", action="store_true", help="also time bf16 autocast")
+    p.add_argument("--no-graphs", action="store_true", help="eager steps on CUDA too")
+    args = p.parse_args()
+    device = training.pick_device(args.device)
+    root = str(data.data_root(args.data))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    train_split = data.load("MNIST", root, True).first(args.train_images).to(device)
+    test_split = data.load("MNIST", root, False).first(args.test_images).to(device)
+    per_model = args.train_images + args.test_images
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; {args.train_images} train + {args.test_images} test images per model")
+    print(f"{'model':6} {'configuration':34} {'seconds':>8} {'images/s':>11} {'vs reference':>12}")
+    graphs = device.type == "cuda" and not args.no_graphs
+    for model_name in args.models:
+        base = reference_style(model_name, root, args.train_images, args.test_images, device)
+        base_rate = per_model / base
+        print(f"{model_name:6} {'reference style (DataLoader)':34} {base:8.2f} {base_rate:11,.0f} {1:12.2f}")
+        variants = [(k, False) for k in args.ks] + ([(k, True) for k in args.ks] if args.bf16 else [])
+        for k, bf16 in variants:
+            seconds = ours(model_name, train_split, test_split, k, device, graphs, bf16)
+            rate = k * per_model / seconds
+            label = f"ours, {k} run{'s' if k > 1 else ''}{' stacked' if k > 1 else ''}" \
+                    f"{', CUDA graph' if graphs else ''}{', bf16' if bf16 else ''}"
+            print(f"{model_name:6} {label:34} {seconds:8.2f} {rate:11,.0f} {rate / base_rate:12.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Read every layer of a trained model out with MASC (experiments exp1, exp2, exp3).
+
+    python pytorch_MASC_all.py -corr 0.8 -model CNN -dataset MNIST -run 1 -exp1 True -exp2 True
+
+exp1: the memorised model at p with subspaces from the corrupted labels; exp2: the same model with
+subspaces from the true labels; exp3: the model trained at p = 0.0 with subspaces from the labels
+corrupted at p. Results: results/masc/{ds}_{model}/{p}/Run_{r}_exp{n}.csv (one row per layer, plus
+a _per_class.csv) and the reference's single-value files under angle_results/.
+"""
+# Defaults: edit them here or override them on the command line.
+THRESHOLD = 0.99      # share of each class's energy kept (or a whole number of components)
+LAYERS = None         # None: every probed layer of the model
+PER_SAMPLE_BN = False  # the reference's ResNet quirk: BatchNorm statistics of each image alone
+BATCH = 1000          # images per forward pass
+SUBSET = None         # None: the training samples the model was trained on
+DEVICE = "auto"
+DATA = None
+OUT = "."
+
+from MASC import cli, experiments  # noqa: E402
+
+
+@cli.main
+def main(argv=None):
+    p = cli.parser(__doc__.split("\n")[0], globals())
+    for n in (1, 2, 3):
+        p.add_argument(f"-exp{n}", type=cli.str2bool, default=False, metavar="{True,False}")
+    p.add_argument("--threshold", type=float, default=THRESHOLD)
+    p.add_argument("--layers", nargs="+", default=LAYERS, help="layer short names (default: all)")
+    p.add_argument("--per-sample-bn", action="store_true", default=PER_SAMPLE_BN,
+                   help="ResNet BatchNorm with per-image statistics, as the reference ran it")
+    p.add_argument("--batch", type=int, default=BATCH)
+    args = p.parse_args(argv)
+    exps = [n for n in (1, 2, 3) if getattr(args, f"exp{n}")]
+    if not exps:
+        p.error("choose at least one experiment: -exp1 True, -exp2 True or -exp3 True")
+    table = experiments.masc_experiments(
+        args.dataset, args.model, args.corr, args.run, exps, out=args.out, root=args.data,
+        device=args.device, threshold=args.threshold, layers=args.layers, subset=args.subset,
+        per_sample_bn=args.per_sample_bn, batch_size=args.batch)
+    show = table[["exp", "subspaces_from", "layer", "k_mean", "train_acc_vs_corrupted",
+                  "train_acc_vs_true", "test_acc", "model_test_acc"]]
+    print(show.to_string(index=False))
+    print(f"results: {args.out}/results/masc/{args.dataset}_{args.model}/{args.corr}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Train a model on labels corrupted at degree p until it memorises them (spec section 4).
+
+    python pytorch_training.py -corr 0.8 -model CNN -dataset MNIST -run 1
+    python pytorch_training.py -corr all -model CNN -dataset MNIST -run all      # an 18-run sweep
+
+Several -corr / -run values train together in one process as stacked models (one GPU step for
+all of them); each run still stops on its own and writes the same files as a lone run:
+models/{ds}_{model}/Network/{p}/Run_{r}/model_{e}.pth (+ labels.npz, progress.pt) and
+models/{ds}_{model}/Accuracy_results/{p}/Run_{r}.csv. An interrupted run resumes from progress.pt.
+"""
+# Defaults: edit them here or override them on the command line.
+EPOCHS = 500          # epoch cap (the reference's range(500))
+SEED = 0              # run r uses seed SEED + r: initial weights and data order
+LABEL_SEED = 42       # corruption seed; 42 reproduces the reference's labels
+SHUFFLE = True        # reshuffle every epoch (the reference never shuffled: use --no-shuffle)
+SAVE_EVERY = 10       # epochs between progress saves
+SUBSET = None         # first N training samples only
+TEST_SUBSET = None    # first N test images in the per-epoch evaluation only
+DEVICE = "auto"
+DATA = None           # $MASC_DATA or ./data
+OUT = "."
+BF16 = False          # bf16 autocast (measured, not the default)
+
+from MASC import cli, training  # noqa: E402
+
+
+@cli.main
+def main(argv=None):
+    p = cli.parser(__doc__.split("\n")[0], globals(), many=True)
+    p.add_argument("--epochs", type=int, default=EPOCHS, help="epoch cap")
+    p.add_argument("--seed", type=int, default=SEED, help="run r uses seed SEED + r")
+    p.add_argument("--label-seed", type=int, default=LABEL_SEED, help="corruption seed")
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=SHUFFLE,
+                   help="the reference's fixed data order")
+    p.add_argument("--save-every", type=int, default=SAVE_EVERY, help="epochs between saves")
+    p.add_argument("--test-subset", type=int, default=TEST_SUBSET,
+                   help="evaluate only the first N test images each epoch (quick runs)")
+    p.add_argument("--bf16", action="store_true", default=BF16, help="bf16 autocast")
+    args = p.parse_args(argv)
+    corrs = cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption)
+    run_ids = cli.expand(args.run, cli.RUNS, int)
+    runs = [training.Run(args.dataset, args.model, c, r, args.seed + r, args.label_seed)
+            for c in corrs for r in run_ids]
+    done = training.train(runs, out=args.out, root=args.data, device=args.device,
+                          epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
+                          shuffle=args.shuffle,
+                          save_every=args.save_every, bf16=args.bf16)
+    for run, checkpoint in done.items():
+        print(f"p={run.corrupt} run {run.run}: {checkpoint}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from conftest import requires_fashion, requires_mnist
+from MASC import data
+from MASC.corruption import corrupt_labels, load_labels, save_labels
+
+# spec section 2: (masked, unchanged MNIST, unchanged FashionMNIST) per p, N = 60,000
+TABLE = {0.2: (11968, 49222, 49278), 0.4: (24011, 38464, 38280), 0.6: (35982, 27697, 27454),
+         0.8: (48061, 16724, 16797), 1.0: (60000, 6011, 6041)}
+
+
+def masked(n, p, seed=42):
+    return int((np.random.RandomState(seed).rand(n) <= p).sum())
+
+
+@pytest.mark.parametrize("p", sorted(TABLE))
+def test_masked_counts_match_reference_for_any_labels(p):
+    assert masked(60000, p) == TABLE[p][0]
+
+
+@requires_mnist
+@pytest.mark.parametrize("p", sorted(TABLE))
+def test_mnist_unchanged_counts_match_reference(p, data_root):
+    y = data.load("MNIST", data_root, train=True).labels.numpy()
+    assert (corrupt_labels(y, p, 10) == y).sum() == TABLE[p][1]
+
+
+@requires_fashion
+@pytest.mark.parametrize("p", sorted(TABLE))
+def test_fashion_unchanged_counts_match_reference(p, data_root):
+    y = data.load("FashionMNIST", data_root, train=True).labels.numpy()
+    assert (corrupt_labels(y, p, 10) == y).sum() == TABLE[p][2]
+
+
+def test_cifar_sized_masks_match_reference():
+    # CIFAR (N = 50,000) and TinyImageNet (N = 100,000) masked counts of spec section 2
+    assert [masked(50000, p) for p in (0.2, 0.4, 0.6, 0.8)] == [10003, 20083, 30049, 40074]
+    assert [masked(100000, p) for p in (0.2, 0.4, 0.6, 0.8)] == [20014, 39985, 59995, 80095]
+
+
+def test_masks_are_nested_and_edges():
+    y = np.random.RandomState(1).randint(0, 10, 5000)
+    changed_positions = []
+    for p in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        mask = np.random.RandomState(42).rand(len(y)) <= p
+        changed_positions.append(mask)
+        c = corrupt_labels(y, p, 10)
+        assert np.array_equal(c[~mask], y[~mask])  # untouched outside the mask
+    for a, b in zip(changed_positions, changed_positions[1:]):
+        assert not (a & ~b).any()  # nested
+    assert np.array_equal(corrupt_labels(y, 0.0, 10), y)
+    full = corrupt_labels(y, 1.0, 10)
+    assert abs((full == y).mean() - 0.1) < 0.02  # uniform over all classes, including the true one
+    assert set(np.unique(full)) == set(range(10))
+
+
+def test_seed_argument_and_global_rng_untouched():
+    y = np.zeros(1000, dtype=int)
+    np.random.seed(7)
+    before = np.random.rand()
+    np.random.seed(7)
+    corrupt_labels(y, 0.5, 10)
+    assert np.random.rand() == before
+    assert not np.array_equal(corrupt_labels(y, 0.5, 10, seed=1), corrupt_labels(y, 0.5, 10))
+    with pytest.raises(ValueError):
+        corrupt_labels(y, 1.5, 10)
+
+
+def test_saved_labels_round_trip(tmp_path):
+    c, t = np.array([1, 2, 3]), np.array([1, 0, 3])
+    save_labels(tmp_path / "x" / "labels.npz", c, t)
+    c2, t2 = load_labels(tmp_path / "x" / "labels.npz")
+    assert np.array_equal(c, c2) and np.array_equal(t, t2)

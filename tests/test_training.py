@@ -1,0 +1,133 @@
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import requires_mnist
+from MASC import data, models, results, training
+from MASC.errors import MASCError
+
+pytestmark = requires_mnist
+SUBSET = 300
+
+
+@pytest.fixture
+def small_test_set(monkeypatch, data_root):
+    """Real MNIST, with the test split cut to 500 images to keep the tests fast."""
+    real = data.load
+    monkeypatch.setattr(data, "load", lambda name, root=None, train=True:
+                        real(name, data_root, train).first(None if train else 500))
+
+
+def set_target(monkeypatch, accuracy):
+    monkeypatch.setitem(data.DATASETS, "MNIST",
+                        dataclasses.replace(data.DATASETS["MNIST"], stop_accuracy=accuracy))
+
+
+def history(out, run):
+    return pd.read_csv(results.accuracy_csv(out, run.dataset, run.model, run.corrupt, run.run))
+
+
+def weights(out, run):
+    path = results.final_checkpoint(results.run_dir(out, run.dataset, run.model, run.corrupt, run.run))
+    return torch.load(path, weights_only=True)
+
+
+def train(runs, out, **kw):
+    return training.train(runs, out=out, device="cpu", subset=SUBSET, progress=False,
+                          log=lambda *_: None, **kw)
+
+
+def test_single_run_writes_reference_files(tmp_path, small_test_set):
+    run = training.Run("MNIST", "CNN", 0.8, 1, seed=1)
+    done = train([run], tmp_path, epochs=2)
+    folder = results.run_dir(tmp_path, "MNIST", "CNN", 0.8, 1)
+    assert done[run] == folder / "model_1.pth" and done[run].exists()
+    text = results.accuracy_csv(tmp_path, "MNIST", "CNN", 0.8, 1).read_text().splitlines()
+    assert text[0] == ",epoch,Train_accuracy,Test_accuracy" and text[1].startswith("0,1,")
+    assert len(text) == 3
+    corrupted, true = np.load(folder / "labels.npz")["corrupted"], np.load(folder / "labels.npz")["true"]
+    assert len(corrupted) == SUBSET and (corrupted != true).mean() > 0.5
+    net = models.build("CNN", "MNIST")
+    net.load_state_dict(weights(tmp_path, run))  # loads as a plain model
+    tidy = pd.read_csv(results.tidy_dir(tmp_path, "training", "MNIST", "CNN") / "0.8_Run_1.csv")
+    assert list(tidy.columns[:5]) == ["dataset", "model", "corrupt", "run", "seed"]
+    assert tidy.test_acc.between(0, 1).all()
+
+
+def test_resume_gives_the_same_rows_and_weights(tmp_path, small_test_set):
+    run = training.Run("MNIST", "CNN", 0.4, 2, seed=5)
+    train([run], tmp_path / "a", epochs=3)
+    train([run], tmp_path / "b", epochs=1)  # "interrupted" after one epoch ...
+    (results.run_dir(tmp_path / "b", "MNIST", "CNN", 0.4, 2) / "model_0.pth").unlink()
+    train([run], tmp_path / "b", epochs=3)  # ... and resumed
+    pd.testing.assert_frame_equal(history(tmp_path / "a", run), history(tmp_path / "b", run))
+    a, b = weights(tmp_path / "a", run), weights(tmp_path / "b", run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(p.name for p in results.run_dir(tmp_path / "b", "MNIST", "CNN", 0.4, 2).glob("model_*")) \
+        == ["model_2.pth"]
+
+
+def test_finished_run_is_not_retrained_and_settings_are_checked(tmp_path, small_test_set):
+    run = training.Run("MNIST", "CNN", 0.0, 1, seed=1)
+    train([run], tmp_path, epochs=1)
+    before = history(tmp_path, run)
+    train([run], tmp_path, epochs=1)
+    pd.testing.assert_frame_equal(before, history(tmp_path, run))
+    with pytest.raises(MASCError, match="other settings: subset 300"):
+        training.train([run], out=tmp_path, device="cpu", subset=200, epochs=2, progress=False)
+
+
+def test_stacked_runs_equal_separate_runs_and_stop_on_their_own(tmp_path, small_test_set, monkeypatch):
+    runs = [training.Run("MNIST", "CNN", p, r, seed=10 + r) for p, r in ((0.0, 1), (1.0, 1), (0.0, 2))]
+    set_target(monkeypatch, 101.0)  # never reached: learn each run's accuracies
+    train(runs[:2], tmp_path / "probe", epochs=3)
+    clean, noisy = (history(tmp_path / "probe", r).Train_accuracy for r in runs[:2])
+    target = (clean[1] + noisy.max()) / 2  # the p=0 run stops by epoch 2, the p=1 run never
+    assert clean[1] > noisy.max()
+    set_target(monkeypatch, target)
+    train(runs, tmp_path / "stacked", epochs=4)
+    for run in runs:
+        train([run], tmp_path / "alone", epochs=4)
+        pd.testing.assert_frame_equal(history(tmp_path / "stacked", run), history(tmp_path / "alone", run))
+        a, b = weights(tmp_path / "stacked", run), weights(tmp_path / "alone", run)
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert len(history(tmp_path / "stacked", runs[0])) <= 2 and len(history(tmp_path / "stacked", runs[1])) == 4
+
+
+def test_vectorised_stack_equals_looped_stack():
+    torch.manual_seed(0)
+    nets = [models.build("CNN", "MNIST") for _ in range(3)]
+    x = torch.randn(3, 8, 1, 28, 28)
+    outs, grads = [], []
+    for vectorize in (True, False):
+        stack = training.Stack(nets, vectorize)
+        out = stack(x)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append(stack.params["conv1.weight"].grad)
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-4)
+
+
+def test_resnet_batchnorm_buffers_update_per_model():
+    torch.manual_seed(0)
+    nets = [models.build("ResNet18", "CIFAR10") for _ in range(2)]
+    x = torch.randn(2, 4, 3, 32, 32)
+    stack = training.Stack(nets, vectorize=True)
+    stack.train(True)
+    stack(x)
+    for k, net in enumerate(nets):
+        net.train()(x[k])
+        sd = stack.state_dict(k)
+        assert torch.allclose(sd["bn1.running_mean"], net.bn1.running_mean, atol=1e-6)
+        assert int(sd["bn1.num_batches_tracked"]) == 1
+
+
+def test_epoch_order_is_seeded_and_device_independent():
+    a, b = training.epoch_order(3, 7, 100), training.epoch_order(3, 7, 100)
+    assert torch.equal(a, b) and not torch.equal(a, training.epoch_order(3, 8, 100))
+    assert torch.equal(training.epoch_order(3, 7, 100, shuffle=False), torch.arange(100))
+    assert sorted(a.tolist()) == list(range(100))
