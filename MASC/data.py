@@ -9,6 +9,7 @@ Command line::
 """
 import argparse
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -99,14 +100,19 @@ class Split:
 
 def normalise(images, name):
     """uint8 images -> float32 inputs of the reference transform, on the images' device."""
-    spec = info(name)
     x = images.float().div(255)
-    if spec.mean:
-        shape = (-1, 1, 1)
-        mean = torch.tensor(spec.mean, device=x.device).view(shape)
-        std = torch.tensor(spec.std, device=x.device).view(shape)
+    if info(name).mean:
+        mean, std = _mean_std(name, x.device)
         x = x.sub(mean).div(std)
     return x
+
+
+@functools.lru_cache(maxsize=None)
+def _mean_std(name, device):
+    """Per-channel (C, 1, 1) tensors, made once per device (none are made in a CUDA graph)."""
+    spec = info(name)
+    return (torch.tensor(spec.mean, device=device).view(-1, 1, 1),
+            torch.tensor(spec.std, device=device).view(-1, 1, 1))
 
 
 def load(name, root=None, train=True):

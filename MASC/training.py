@@ -173,7 +173,8 @@ class _Group:
         x = data.normalise(self.split.images[idx.reshape(-1)], self.dataset)
         x = x.view(K, B, *x.shape[1:])
         y = self.labels.gather(1, idx)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16,
+                            cache_enabled=False):  # no weight-cast cache inside CUDA graphs
             logits = self.stack(x)
         loss = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none").mean(1).sum()
         self.optimiser.zero_grad(set_to_none=True)
