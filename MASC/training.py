@@ -199,11 +199,12 @@ class _Group:
                 self._step(idx)
             # Undo the warm-up steps. A zero optimiser state acts exactly like a fresh one
             # (Adam: step 0 and zero moments; SGD: a zero momentum buffer gives buf = grad).
-            for t, s in zip(self._state_tensors(), saved):
-                t.copy_(s)
-            if fresh:
-                for t in self._state_tensors()[len(saved):]:
-                    t.zero_()
+            with torch.no_grad():
+                for t, s in zip(self._state_tensors(), saved):
+                    t.copy_(s)
+                if fresh:
+                    for t in self._state_tensors()[len(saved):]:
+                        t.zero_()
             self.graphs[B] = (graph, idx)
         return self.graphs[B]
 
