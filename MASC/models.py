@@ -195,7 +195,9 @@ def batch_size(model, dataset):
     return BATCH_SIZE_OVERRIDES.get((model, dataset), BATCH_SIZES[model])
 
 
-def make_optimiser(model, params, **kwargs):
-    """The reference optimiser of a model over ``params`` (extra kwargs, e.g. capturable)."""
+def make_optimiser(model, params, graph_safe=False):
+    """The reference optimiser of a model over ``params``; ``graph_safe`` makes it safe to capture
+    in a CUDA graph (Adam's step count stays on the device; SGD needs nothing)."""
     cls, settings = OPTIMISERS[model]
-    return cls(params, **settings, **kwargs)
+    extra = {"capturable": True} if graph_safe and cls is torch.optim.Adam else {}
+    return cls(params, **settings, foreach=True, **extra)

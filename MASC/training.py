@@ -149,9 +149,8 @@ class _Group:
 
     def _new_optimiser(self, states):
         self.names = list(self.stack.params)
-        extra = {"capturable": True} if self.device.type == "cuda" else {}
         self.optimiser = models.make_optimiser(self.model, list(self.stack.params.values()),
-                                               foreach=True, **extra)
+                                               graph_safe=self.device.type == "cuda")
         _load_optimiser_state(self.optimiser, self.names, states)
         self.correct = torch.zeros(self.stack.size, dtype=torch.long, device=self.device)
         self.graphs = {}
