@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
@@ -68,33 +67,6 @@ def training_labels(true_labels, run, num_classes):
     return corrupt_labels(true_labels, run.corrupt, num_classes, seed=run.label_seed)
 
 
-class MatmulConv2d(nn.Module):
-    """A Conv2d computed as unfold + matmul: under vmap, one batched GEMM per layer instead of a
-    grouped convolution. Same parameters (``weight``, ``bias``) and the same function."""
-
-    def __init__(self, conv):
-        super().__init__()
-        self.weight, self.bias = conv.weight, conv.bias
-        self.kernel_size, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding
-
-    def forward(self, x):
-        B, _, H, W = x.shape
-        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
-        out = torch.matmul(self.weight.flatten(1), cols)
-        if self.bias is not None:
-            out = out + self.bias[:, None]
-        height = (H + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
-        return out.view(B, -1, height, out.shape[-1] // height)
-
-
-def _convs_as_matmuls(module):
-    for name, child in module.named_children():
-        if isinstance(child, nn.Conv2d) and child.groups == 1 and child.dilation == (1, 1):
-            setattr(module, name, MatmulConv2d(child))
-        else:
-            _convs_as_matmuls(child)
-
-
 class Stack:
     """K models of one architecture as stacked parameters (K, ...).
 
@@ -103,11 +75,9 @@ class Stack:
     vmap's grouped kernels are slower than K plain ones). Both compute the same function.
     """
 
-    def __init__(self, nets, vectorize, conv="grouped"):
+    def __init__(self, nets, vectorize):
         self.vectorize = vectorize
         self.base = copy.deepcopy(nets[0]).to("meta")
-        if vectorize and conv == "matmul":
-            _convs_as_matmuls(self.base)
         self.keys = list(nets[0].state_dict())
         params, buffers = stack_module_state(nets)
         self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
@@ -167,14 +137,14 @@ def _load_optimiser_state(optimiser, names, states):
 class _Group:
     """The runs trained together from one starting epoch: stack, optimiser, step function."""
 
-    def __init__(self, runs, nets, states, labels, train_split, use_graphs, bf16, conv="grouped"):
+    def __init__(self, runs, nets, states, labels, train_split, use_graphs, bf16):
         self.runs, self.labels, self.split = runs, labels, train_split
         self.device = train_split.images.device
         self.model = runs[0].model
         self.dataset = runs[0].dataset
         self.batch = models.batch_size(self.model, self.dataset)
         self.use_graphs, self.bf16 = use_graphs, bf16
-        self.stack = Stack(nets, vectorize=self.device.type == "cuda", conv=conv)
+        self.stack = Stack(nets, vectorize=self.device.type == "cuda")
         self._new_optimiser([s["optimiser"] if s else {} for s in states])
 
     def _new_optimiser(self, states):

@@ -64,7 +64,7 @@ def reference_style(model_name, root, n_train, n_test, device):
     return time.perf_counter() - tic
 
 
-def ours(model_name, train_split, test_split, k, device, graphs, bf16, conv):
+def ours(model_name, train_split, test_split, k, device, graphs, bf16):
     """Seconds of one epoch + test pass of k stacked runs with our engine."""
     runs = [training.Run("MNIST", model_name, 0.8, r, seed=r) for r in range(1, k + 1)]
     nets = []
@@ -72,7 +72,7 @@ def ours(model_name, train_split, test_split, k, device, graphs, bf16, conv):
         torch.manual_seed(run.seed)
         nets.append(models.build(model_name, "MNIST").to(device))
     labels = torch.stack([train_split.labels] * k)
-    group = training._Group(runs, nets, [None] * k, labels, train_split, graphs, bf16, conv)
+    group = training._Group(runs, nets, [None] * k, labels, train_split, graphs, bf16)
     group.train_epoch(0, True)  # warm-up (captures the CUDA graphs)
     group.evaluate(test_split)
     sync(device)
@@ -95,8 +95,6 @@ def main():
     p.add_argument("--ks", type=int, nargs="+", default=[1, 6], help="stack sizes to time")
     p.add_argument("--bf16", action="store_true", help="also time bf16 autocast")
     p.add_argument("--no-graphs", action="store_true", help="eager steps on CUDA too")
-    p.add_argument("--convs", nargs="+", default=["grouped"], choices=["grouped", "matmul"],
-                   help="how stacked convolutions run on the GPU")
     args = p.parse_args()
     device = training.pick_device(args.device)
     root = str(data.data_root(args.data))
@@ -116,14 +114,12 @@ def main():
         base = reference_style(model_name, root, n_ref, args.test_images, device)
         base_rate = (n_ref + args.test_images) / base
         print(f"{model_name:6} {'reference style (DataLoader)':34} {base:8.2f} {base_rate:11,.0f} {1:12.2f}")
-        variants = [(k, bf16, conv) for bf16 in ([False, True] if args.bf16 else [False])
-                    for conv in args.convs for k in args.ks]
-        for k, bf16, conv in variants:
-            seconds = ours(model_name, train_split, test_split, k, device, graphs, bf16, conv)
+        variants = [(k, False) for k in args.ks] + ([(k, True) for k in args.ks] if args.bf16 else [])
+        for k, bf16 in variants:
+            seconds = ours(model_name, train_split, test_split, k, device, graphs, bf16)
             rate = k * per_model / seconds
             label = f"ours, {k} run{'s' if k > 1 else ''}{' stacked' if k > 1 else ''}" \
-                    f"{', graph' if graphs else ''}{', ' + conv if len(args.convs) > 1 else ''}" \
-                    f"{', bf16' if bf16 else ''}"
+                    f"{', CUDA graph' if graphs else ''}{', bf16' if bf16 else ''}"
             print(f"{model_name:6} {label:34} {seconds:8.2f} {rate:11,.0f} {rate / base_rate:12.2f}")
 
 
