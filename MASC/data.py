@@ -206,13 +206,17 @@ def _load_tiny_imagenet(name, root, train):
         images, labels = torch.load(cache)
         return Split(images, labels)
     ds = ImageFolder(str(folder), transform=PILToTensor())
-    if train is False and ds.classes != ImageFolder(str(base / "train")).classes:
-        raise MASCError(f"the class folders of {folder} differ from those of {base / 'train'}; "
-                        f"delete {base} and fetch TinyImageNet again")
+    labels = torch.tensor(ds.targets, dtype=torch.long)
+    if not train:  # class index = position of the wnid among the sorted *training* folders
+        train_classes = sorted(p.name for p in (base / "train").iterdir() if p.is_dir())
+        unknown = sorted(set(ds.classes) - set(train_classes))
+        if unknown:
+            raise MASCError(f"{folder} has class folders that train/ lacks ({unknown[0]}, ...); "
+                            f"delete {base} and fetch TinyImageNet again")
+        labels = torch.tensor([train_classes.index(c) for c in ds.classes])[labels]
     from tqdm import tqdm
 
     images = torch.stack([ds[i][0] for i in tqdm(range(len(ds)), desc=f"decoding {folder}")])
-    labels = torch.tensor(ds.targets, dtype=torch.long)
     _atomic_torch_save((images, labels), cache)
     return Split(images, labels)
 

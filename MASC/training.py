@@ -242,29 +242,72 @@ class _Group:
         return [100 * c / len(split) for c in correct.tolist()]
 
 
-def _config(run, subset, test_subset, shuffle):
-    return {**asdict(run), "subset": subset, "test_subset": test_subset, "shuffle": shuffle}
+@dataclass(frozen=True)
+class Schedule:
+    """How runs train: epoch cap, data used, sample order, progress saving and precision."""
+
+    epochs: int = 500
+    subset: int = None  # first N training images only
+    test_subset: int = None  # first N test images in the per-epoch evaluation only
+    shuffle: bool = True  # a new seeded order every epoch (the reference: fixed order)
+    save_every: int = 10  # epochs between progress saves
+    bf16: bool = False
+
+    def config(self, run):
+        """What a saved progress must match to be resumed (everything that changes the run)."""
+        return {**asdict(run), "subset": self.subset, "test_subset": self.test_subset,
+                "shuffle": self.shuffle, "bf16": self.bf16}
 
 
-def _progress_path(out, run):
-    return results.run_dir(out, run.dataset, run.model, run.corrupt, run.run) / "progress.pt"
+@dataclass
+class _Session:
+    """What one training call shares: where results go, the schedule, the data on the device."""
 
+    out: object
+    schedule: Schedule
+    train_split: data.Split
+    test_split: data.Split
+    graphs: bool
+    progress: bool
+    log: object
 
-def _load_progress(out, run, subset, test_subset, shuffle):
-    path = _progress_path(out, run)
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise MASCError(f"cannot read {path} ({type(e).__name__}); delete it to restart the run") from None
-    wanted = _config(run, subset, test_subset, shuffle)
-    if state.get("config") != wanted:
-        diff = ", ".join(f"{k} {state['config'].get(k)!r} (now {v!r})"
-                         for k, v in wanted.items() if state.get("config", {}).get(k) != v)
-        raise MASCError(f"{path} belongs to a run with other settings: {diff}; delete it to "
-                        f"restart, or pass the same settings to resume")
-    return state
+    def folder(self, run):
+        return results.run_dir(self.out, run.dataset, run.model, run.corrupt, run.run)
+
+    def load_progress(self, run):
+        path = self.folder(run) / "progress.pt"
+        if not path.exists():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise MASCError(f"cannot read {path} ({type(e).__name__}); delete it to restart the run") from None
+        saved, wanted = state.get("config", {}), self.schedule.config(run)
+        if saved != wanted:
+            diff = ", ".join(f"{k} {saved.get(k)!r} (now {v!r})" for k, v in wanted.items()
+                             if saved.get(k) != v)
+            raise MASCError(f"{path} belongs to a run with other settings: {diff}; delete it to "
+                            f"restart, or pass the same settings to resume")
+        return state
+
+    def save(self, group, k, epoch, history, final, reached_target):
+        """Progress of model k (atomic); with ``final`` also its checkpoint ``model_{epoch-1}.pth``
+        (an older final checkpoint of a shorter cap is removed)."""
+        run = group.runs[k]
+        folder = self.folder(run)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = group.stack.state_dict(k)
+        state = {"config": self.schedule.config(run), "epoch": epoch, "history": history,
+                 "reached_target": reached_target, "model": weights,
+                 "optimiser": group.optimiser_state(k)}
+        data._atomic_torch_save(state, folder / "progress.pt")
+        if final:
+            checkpoint = folder / f"model_{epoch - 1}.pth"
+            data._atomic_torch_save(weights, checkpoint)
+            for old in folder.glob("model_*.pth"):
+                if old != checkpoint and results.checkpoint_epoch(old) is not None:
+                    old.unlink()
+        _write_history(self.out, run, history)
 
 
 def _write_history(out, run, history):
@@ -280,60 +323,42 @@ def _write_history(out, run, history):
                       / f"{results.p_str(run.corrupt)}_Run_{run.run}.csv")
 
 
-def _save(out, group, k, epoch, history, final, reached_target, subset, test_subset, shuffle):
-    """Progress of model k (atomic); with ``final`` also its checkpoint ``model_{epoch-1}.pth``
-    (an older final checkpoint of a shorter cap is removed)."""
-    run = group.runs[k]
-    folder = results.run_dir(out, run.dataset, run.model, run.corrupt, run.run)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = group.stack.state_dict(k)
-    state = {"config": _config(run, subset, test_subset, shuffle), "epoch": epoch, "history": history,
-             "reached_target": reached_target, "model": weights,
-             "optimiser": group.optimiser_state(k)}
-    data._atomic_torch_save(state, folder / "progress.pt")
-    if final:
-        checkpoint = folder / f"model_{epoch - 1}.pth"
-        data._atomic_torch_save(weights, checkpoint)
-        for old in folder.glob("model_*.pth"):
-            if old != checkpoint and results.checkpoint_epoch(old) is not None:
-                old.unlink()
-    _write_history(out, run, history)
-
-
-def train(runs, out=".", root=None, device="auto", epochs=500, subset=None, test_subset=None,
-          shuffle=True, save_every=10, graphs=None, bf16=False, progress=True, log=tqdm.write):
+def train(runs, out=".", root=None, device="auto", graphs=None, progress=True, log=tqdm.write,
+          **schedule):
     """Train ``runs`` (one dataset and model, any corruption degrees and seeds) to the reference
     stop rule, resuming from saved progress; returns ``{run: final checkpoint path}``.
 
-    ``subset`` / ``test_subset``: only the first N training / test images (quick runs)."""
+    ``schedule``: the fields of :class:`Schedule` (epochs, subset, test_subset, shuffle, ...);
+    ``graphs``: capture the step as a CUDA graph (default: on CUDA)."""
     if not runs:
         return {}
     if len({(r.dataset, r.model) for r in runs}) != 1:
         raise MASCError("one training call takes one dataset and one model")
+    schedule = Schedule(**schedule)
     dataset, model = runs[0].dataset, runs[0].model
     spec = data.info(dataset)
-    device = pick_device(device) if isinstance(device, str) else device
     models.check_name(model)
-    use_graphs = device.type == "cuda" if graphs is None else graphs
+    device = pick_device(device) if isinstance(device, str) else device
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     train_split = data.load(dataset, root, train=True)
-    test_split = data.load(dataset, root, train=False).first(test_subset).to(device)
-    if subset is not None and not 0 < subset <= len(train_split):
-        raise MASCError(f"--subset must be between 1 and {len(train_split)}, got {subset}")
+    if schedule.subset is not None and not 0 < schedule.subset <= len(train_split):
+        raise MASCError(f"--subset must be between 1 and {len(train_split)}, got {schedule.subset}")
     true_labels = train_split.labels.numpy()
-    train_split = train_split.first(subset).to(device)
-
+    test_split = data.load(dataset, root, train=False).first(schedule.test_subset)
+    session = _Session(out, schedule, train_split.first(schedule.subset).to(device),
+                       test_split.to(device), device.type == "cuda" if graphs is None else graphs,
+                       progress, log)
+    n = len(session.train_split)
     done, todo = {}, []
     for run in runs:
-        state = _load_progress(out, run, subset, test_subset, shuffle)
-        corrupted = training_labels(true_labels, run, spec.num_classes)[:len(train_split)]
-        folder = results.run_dir(out, dataset, model, run.corrupt, run.run)
-        save_labels(folder / "labels.npz", corrupted, true_labels[:len(train_split)])
-        if state and (state["reached_target"] or state["epoch"] >= epochs):
-            final = folder / f"model_{state['epoch'] - 1}.pth"
+        state = session.load_progress(run)
+        corrupted = training_labels(true_labels, run, spec.num_classes)[:n]
+        save_labels(session.folder(run) / "labels.npz", corrupted, true_labels[:n])
+        if state and (state["reached_target"] or state["epoch"] >= schedule.epochs):
+            final = session.folder(run) / f"model_{state['epoch'] - 1}.pth"
             if not final.exists():
                 data._atomic_torch_save(state["model"], final)
             done[run] = final
@@ -341,19 +366,19 @@ def train(runs, out=".", root=None, device="auto", epochs=500, subset=None, test
                 f"({state['epoch']} epochs), checkpoint {final}")
         else:
             todo.append((run, state, torch.as_tensor(corrupted)))
-    by_epoch = sorted(todo, key=lambda t: t[1]["epoch"] if t[1] else 0)
-    for start, members in groupby(by_epoch, key=lambda t: t[1]["epoch"] if t[1] else 0):
-        members = list(members)
-        done.update(_train_group(members, start, out, device, train_split, test_split, epochs,
-                                 subset, test_subset, shuffle, save_every, use_graphs, bf16,
-                                 progress, log))
+
+    def start_epoch(member):
+        return member[1]["epoch"] if member[1] else 0
+
+    for start, members in groupby(sorted(todo, key=start_epoch), key=start_epoch):
+        done.update(_train_group(list(members), start, session))
     return done
 
 
-def _train_group(members, start, out, device, train_split, test_split, epochs, subset,
-                 test_subset, shuffle, save_every, use_graphs, bf16, progress, log):
-    runs = [m[0] for m in members]
-    nets = []
+def _train_group(members, start, session):
+    """Train runs that resume from the same epoch together, each until its own stop."""
+    schedule, device = session.schedule, session.train_split.images.device
+    runs, nets = [m[0] for m in members], []
     for run, state, _ in members:
         torch.manual_seed(run.seed)
         net = models.build(run.model, run.dataset)
@@ -361,41 +386,42 @@ def _train_group(members, start, out, device, train_split, test_split, epochs, s
             net.load_state_dict(state["model"])
         nets.append(net.to(device))
     labels = torch.stack([m[2] for m in members]).to(device)
-    group = _Group(runs, nets, [m[1] for m in members], labels, train_split, use_graphs, bf16)
+    group = _Group(runs, nets, [m[1] for m in members], labels, session.train_split,
+                   session.graphs, schedule.bf16)
     histories = {run: list(state["history"]) if state else [] for run, state, _ in members}
     target = data.info(runs[0].dataset).stop_accuracy
     finished = {}
     what = f"{runs[0].dataset} {runs[0].model}" + (
         f" p={runs[0].corrupt} run {runs[0].run}" if len(runs) == 1 else f" x{len(runs)} runs")
-    bar = tqdm(desc=what, unit="epoch", disable=not progress, initial=start, total=epochs)
-    for epoch in range(start, epochs):
+    bar = tqdm(desc=what, unit="epoch", disable=not session.progress, initial=start,
+               total=schedule.epochs)
+    for epoch in range(start, schedule.epochs):
         tic = time.perf_counter()
-        train_acc = group.train_epoch(epoch, shuffle)
-        test_acc = group.evaluate(test_split)
+        train_acc = group.train_epoch(epoch, schedule.shuffle)
+        test_acc = group.evaluate(session.test_split)
         seconds = time.perf_counter() - tic
         stopped = []
         for k, run in enumerate(group.runs):
             histories[run].append((epoch + 1, train_acc[k], test_acc[k]))
             reached = train_acc[k] >= target
-            if reached or epoch + 1 == epochs:
+            if reached or epoch + 1 == schedule.epochs:
                 stopped.append(k)
-                _save(out, group, k, epoch + 1, histories[run], True, reached, subset, test_subset, shuffle)
-                finished[run] = results.run_dir(out, run.dataset, run.model, run.corrupt, run.run) \
-                    / f"model_{epoch}.pth"
-            elif (epoch + 1) % save_every == 0:
-                _save(out, group, k, epoch + 1, histories[run], False, False, subset, test_subset, shuffle)
+                session.save(group, k, epoch + 1, histories[run], True, reached)
+                finished[run] = session.folder(run) / f"model_{epoch}.pth"
+            elif (epoch + 1) % schedule.save_every == 0:
+                session.save(group, k, epoch + 1, histories[run], False, False)
         if len(group.runs) == 1:
             bar.set_postfix(train=f"{train_acc[0]:.2f}", test=f"{test_acc[0]:.2f}")
         else:
-            imgs = len(train_split) * len(group.runs) / seconds
+            images = (len(session.train_split) + len(session.test_split)) * len(group.runs)
             bar.set_postfix(active=len(group.runs), best_test=f"{max(test_acc):.1f}",
-                            img_s=f"{imgs:,.0f}")
+                            img_s=f"{images / seconds:,.0f}")
         bar.update()
+        for k in stopped:
+            run = group.runs[k]
+            session.log(f"{run.dataset} {run.model} p={run.corrupt} run {run.run}: stopped after "
+                        f"{epoch + 1} epochs (train {train_acc[k]:.2f}%, test {test_acc[k]:.2f}%)")
         if stopped:
-            for k in stopped:
-                run = group.runs[k]
-                log(f"{run.dataset} {run.model} p={run.corrupt} run {run.run}: stopped after "
-                    f"{epoch + 1} epochs (train {train_acc[k]:.2f}%, test {test_acc[k]:.2f}%)")
             keep = [k for k in range(len(group.runs)) if k not in stopped]
             if not keep:
                 break
