@@ -1,0 +1,281 @@
+"""Retraining with MASC relabels (spec section 7): fine-tune a memorised model on the labels that
+MASC predicts at its best layer.
+
+Two protocols decide which data pick the layer, stop the fine-tuning early and are reported:
+
+* ``reference`` (the paper's): the clean test set is split 80/20 (sklearn, seed 2345); test20
+  picks the layer and stops early, test80 is reported. The model selection thus sees test labels,
+  and the last epoch's weights are kept (the reference never restores the best epoch).
+* ``clean`` (our fix): a seeded 10% of the *training* set, with its corrupted labels only, picks
+  the layer and stops early; the other 90% are relabelled and trained on; the full test set is
+  only reported, and the best epoch's weights are restored. Under the reference's uniform noise
+  the expected accuracy against noisy labels is (1 - p) a + p / C for accuracy a against the true
+  labels, so noisy labels rank layers and epochs as the true ones would (in expectation).
+  Caveat: that holds only for samples the memorised model never saw. Trained on every row, it
+  has memorised the hold-out's noisy labels too (MNIST-CNN p = 0.8: 99.7% on them, 30% on the
+  test set), which favours the most memorising layer and the earliest epoch.
+
+Subspaces come from the corrupted ("corrupted", the reference's corr) or the true training labels
+("true", org). Fine-tuning reuses the training engine: a stack of one model, the model's
+optimiser (fresh), batch size and cross-entropy loss.
+"""
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+
+from . import data, experiments, readout, results, training
+from .errors import MASCError
+from .masc import accuracy
+
+PROTOCOLS = ("reference", "clean")
+SUBSPACES = ("corrupted", "true")
+SHORT = {"corrupted": "corr", "true": "org"}  # the reference's folder and column suffixes
+REFERENCE_SPLIT_SEED = 2345
+REFERENCE_TEST20 = 0.2
+
+
+def split_indices(n, held_out, seed):
+    """(kept, held-out) indices of range(n), as ``sklearn.train_test_split`` orders them.
+
+    The reference splits its 10,000 test images with ``held_out=0.2, seed=2345``: 8,000 / 2,000."""
+    kept, held = train_test_split(np.arange(n), test_size=held_out, random_state=seed)
+    return kept, held
+
+
+@dataclass
+class Splits:
+    """What one protocol fine-tunes on, selects with and reports."""
+
+    train_rows: np.ndarray  # training rows that are fitted, relabelled and fine-tuned on
+    val: data.Split         # picks the layer and stops early
+    test: data.Split        # reported only
+
+
+def _take(split, rows):
+    rows = torch.as_tensor(rows)
+    return data.Split(split.images[rows], split.labels[rows])
+
+
+def protocol_splits(protocol, train, corrupted, test, seed, val_fraction):
+    """The :class:`Splits` of a protocol (``train`` and ``corrupted`` cover the same rows)."""
+    if protocol == "reference":
+        test80, test20 = split_indices(len(test), REFERENCE_TEST20, REFERENCE_SPLIT_SEED)
+        return Splits(np.arange(len(train)), _take(test, test20), _take(test, test80))
+    if protocol != "clean":
+        raise MASCError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if not 0 < val_fraction < 1:
+        raise MASCError(f"the validation fraction must be in (0, 1), got {val_fraction}")
+    kept, held = split_indices(len(train), val_fraction, seed)
+    noisy = data.Split(train.images, torch.as_tensor(corrupted))
+    return Splits(np.sort(kept), _take(noisy, held), test)
+
+
+def _share(count, total):
+    return float(count) / total if total else math.nan
+
+
+def relabel_stats(given, true, relabels):
+    """How relabelling changed the training labels (fractions; spec section 7), and how well
+    "MASC disagrees with the given label" detects corrupted labels (given != true).
+
+    NaN where there is nothing to divide by, e.g. everything about corrupted labels at p = 0."""
+    given, true, relabels = (np.asarray(a) for a in (given, true, relabels))
+    corrupted, flagged = given != true, relabels != given
+    n_corrupted = int(corrupted.sum())
+    caught = int((flagged & corrupted).sum())
+    return {"n_train": len(given), "n_corrupted": n_corrupted, "n_relabelled": int(flagged.sum()),
+            "relabel_acc_vs_true": _share((relabels == true).sum(), len(true)),
+            "wrong_relabelled_correctly": _share((corrupted & (relabels == true)).sum(), n_corrupted),
+            "correct_relabelled_wrongly": _share((~corrupted & flagged).sum(), len(given) - n_corrupted),
+            "net_change": _share(n_corrupted - (relabels != true).sum(), n_corrupted),
+            "detector_precision": _share(caught, flagged.sum()) if n_corrupted else math.nan,
+            "detector_recall": _share(caught, n_corrupted)}
+
+
+class EarlyStopping:
+    """Stop after ``patience`` epochs in a row without a strict improvement of a score."""
+
+    def __init__(self, patience):
+        self.patience, self.best, self.best_epoch, self.waited = patience, -math.inf, None, 0
+
+    def step(self, epoch, score):
+        """Record an epoch's score; True when training should stop now."""
+        if score > self.best:
+            self.best, self.best_epoch, self.waited = score, epoch, 0
+        else:
+            self.waited += 1
+        return self.waited >= self.patience
+
+
+def fine_tune(net, train, val, test, run, device, max_epochs=30, patience=3, shuffle=True,
+              restore_best=False, log=print):
+    """Fine-tune ``net`` on ``train`` (its labels: the relabels) with the training engine.
+
+    Each epoch: train (running accuracy against the relabels), then evaluate ``val`` and ``test``;
+    early stopping on ``val``. Returns ``(history, stopper, weights)``: rows (epoch, train %,
+    val %, test %), the :class:`EarlyStopping`, and the best epoch's weights with
+    ``restore_best``, else the last epoch's (CPU state_dict)."""
+    group = training._Group([run], [net.to(device)], [None], train.labels[None].to(device),
+                            train.to(device), use_graphs=device.type == "cuda", bf16=False)
+    val, test = val.to(device), test.to(device)
+    stopper, history, best = EarlyStopping(patience), [], None
+    for epoch in range(1, max_epochs + 1):
+        train_acc = group.train_epoch(epoch - 1, shuffle)[0]
+        val_acc, test_acc = group.evaluate(val)[0], group.evaluate(test)[0]
+        history.append((epoch, train_acc, val_acc, test_acc))
+        stop = stopper.step(epoch, val_acc)
+        if restore_best and stopper.best_epoch == epoch:
+            best = group.stack.state_dict(0)
+        log(f"  epoch {epoch}: train {train_acc:.2f}% (vs relabels), val {val_acc:.2f}%, "
+            f"test {test_acc:.2f}%")
+        if stop:
+            break
+    return history, stopper, best if restore_best else group.stack.state_dict(0)
+
+
+def checkpoint_dir(out, dataset, model, p, run, subspaces_from, protocol):
+    """models/{ds}_{model}/Network/{p}/{corr|org}_subspace/Run_{r} (the clean protocol adds
+    ``_clean`` to the subspace folder)."""
+    folder = f"{SHORT[subspaces_from]}_subspace" + ("" if protocol == "reference" else f"_{protocol}")
+    return results.run_dir(out, dataset, model, p, run).parent / folder / f"Run_{run}"
+
+
+def reference_dir(out, dataset, model, p):
+    """angle_results_retrain_30/{ds}_{model}/results_{p} (spec sections 7 and 9)."""
+    return (Path(out) / "angle_results_retrain_30" / results.tag(dataset, model)
+            / f"results_{results.p_str(p)}")
+
+
+def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshold):
+    """MASC per (labelling, layer) fitted on ``fit_split`` with the labellings ``given``.
+
+    Returns ``(table, estimators, model_acc)``: one row per (labelling, layer) with MASC's
+    accuracy on the validation and test sets and whether the layer is chosen (the first best on
+    validation, in layer order), and the network's own (val, test) accuracy."""
+    estimators, _ = readout.fit_masc(net, fit_split, given, dataset, layers, device, threshold,
+                                     classes=range(data.info(dataset).num_classes))
+    val_pred, net_val, _ = readout.predict(net, splits.val.images, estimators, dataset, device)
+    test_pred, net_test, _ = readout.predict(net, splits.test.images, estimators, dataset, device)
+    table = pd.DataFrame([{"subspaces_from": s, "layer": layer,
+                           "k_mean": float(est.n_components_.mean()),
+                           "masc_val_acc": accuracy(val_pred[s, layer], splits.val.labels),
+                           "masc_test_acc": accuracy(test_pred[s, layer], splits.test.labels)}
+                          for (s, layer), est in estimators.items()])
+    best = table.groupby("subspaces_from", sort=False).masc_val_acc.idxmax()  # first maximum
+    table["chosen"] = table.index.isin(best)
+    return table, estimators, (accuracy(net_val, splits.val.labels),
+                               accuracy(net_test, splits.test.labels))
+
+
+def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, out=".", root=None,
+            device="auto", threshold=0.99, max_epochs=30, patience=3, seed=None, val_fraction=0.1,
+            layers=None, subset=None, shuffle=True, log=print):
+    """Relabel with MASC and fine-tune the memorised model of a run, once per subspace labelling.
+
+    ``seed`` (default: the run index) fixes the clean protocol's hold-out and the data order.
+    Writes the tidy CSVs (and, for the reference protocol, the reference's files); returns the
+    summary DataFrame (one row per labelling)."""
+    device = training.pick_device(device)
+    seed = run if seed is None else seed
+    if not subspaces or any(s not in SUBSPACES for s in subspaces):
+        raise MASCError(f"subspaces must be among {', '.join(SUBSPACES)}, got {list(subspaces)}")
+    if max_epochs < 1 or patience < 1:
+        raise MASCError(f"max epochs and patience must be at least 1, got {max_epochs} and {patience}")
+    net = experiments.load_trained(out, dataset, model, p, run)
+    memorised_epoch = results.checkpoint_epoch(results.require_checkpoint(out, dataset, model, p, run))
+    train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False)
+    corrupted, true = experiments.run_labels(out, dataset, model, p, run,
+                                             train_split.labels.numpy(), subset)
+    train_split = train_split.first(len(corrupted))
+    splits = protocol_splits(protocol, train_split, corrupted, test_split, seed, val_fraction)
+    rows = splits.train_rows
+    corrupted, true, fit_split = corrupted[rows], true[rows], _take(train_split, rows)
+    log(f"{dataset} {model} p={p} run {run}, {protocol} protocol: MASC on {len(rows)} training "
+        f"samples, {len(splits.val)} validation, {len(splits.test)} test ({device})")
+    given = {"corrupted": corrupted, "true": true}
+    table, estimators, (model_val_acc, model_test_acc) = masc_layers(
+        net, fit_split, {s: given[s] for s in subspaces}, splits, dataset, layers, device, threshold)
+    chosen = table[table.chosen]
+    relabels, _, _ = readout.predict(net, fit_split.images,
+                                     {(c.subspaces_from, c.layer): estimators[c.subspaces_from, c.layer]
+                                      for c in chosen.itertuples()}, dataset, device)
+    ids = {"dataset": dataset, "model": model, "corrupt": p, "run": run, "protocol": protocol,
+           "seed": seed}
+    summaries, epochs, histories = [], [], {}
+    for c in chosen.itertuples():
+        s, new_labels = c.subspaces_from, relabels[c.subspaces_from, c.layer]
+        stats = relabel_stats(corrupted, true, new_labels.numpy())
+        log(f"{s} subspaces: layer {c.layer} (MASC val {c.masc_val_acc:.4f}), "
+            f"{stats['n_relabelled']} of {len(rows)} labels changed; fine-tuning")
+        history, stopper, weights = fine_tune(
+            net, data.Split(fit_split.images, new_labels), splits.val, splits.test,
+            training.Run(dataset, model, p, run, seed), device, max_epochs, patience, shuffle,
+            restore_best=protocol == "clean", log=log)
+        kept_epoch = stopper.best_epoch if protocol == "clean" else len(history)
+        _save_checkpoint(weights, checkpoint_dir(out, dataset, model, p, run, s, protocol), kept_epoch)
+        frame = pd.DataFrame(history, columns=["epoch", "train", "val", "test"])
+        histories[s] = frame
+        epochs.append(pd.DataFrame({**ids, "subspaces_from": s, "layer": c.layer,
+                                    "epoch": frame.epoch, "train_acc_vs_relabels": frame.train / 100,
+                                    "val_acc": frame.val / 100, "test_acc": frame.test / 100}))
+        summaries.append({**ids, "subspaces_from": s, "layer": c.layer,
+                          "masc_val_acc": c.masc_val_acc, "masc_test_acc": c.masc_test_acc,
+                          "model_val_acc": model_val_acc, "model_test_acc": model_test_acc,
+                          "epochs_run": len(history), "best_epoch": stopper.best_epoch,
+                          "kept_epoch": kept_epoch,
+                          "test_acc_best_epoch": frame.test[stopper.best_epoch - 1] / 100,
+                          "test_acc_final": frame.test[kept_epoch - 1] / 100,
+                          "test_acc_max": frame.test.max() / 100, **stats})
+    summary = pd.DataFrame(summaries)
+    tidy = results.tidy_dir(out, "retrain", dataset, model) / results.p_str(p)
+    results.write_csv(pd.concat(epochs, ignore_index=True), tidy / f"Run_{run}_{protocol}_epochs.csv")
+    results.write_csv(summary, tidy / f"Run_{run}_{protocol}_summary.csv")
+    results.write_csv(pd.concat([pd.DataFrame([ids] * len(table)), table], axis=1),
+                      tidy / f"Run_{run}_{protocol}_layers.csv")
+    if protocol == "reference":
+        _write_reference(out, dataset, model, p, run, memorised_epoch, table, histories,
+                         model_test_acc, summary)
+    return summary
+
+
+def _save_checkpoint(weights, folder, epoch):
+    """The kept weights as ``model_{epoch - 1}.pth`` (0-based, as in training); older ones go."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"model_{epoch - 1}.pth"
+    data._atomic_torch_save(weights, path)
+    for old in folder.glob("model_*.pth"):
+        if old != path and results.checkpoint_epoch(old) is not None:
+            old.unlink()
+
+
+def _write_reference(out, dataset, model, p, run, memorised_epoch, layer_table, histories,
+                     model_test80, summary):
+    """The reference protocol's files in the reference layout (spec sections 7 and 9)."""
+    base = reference_dir(out, dataset, model, p)
+    for row in layer_table.itertuples():
+        folder = (base / {"corrupted": "angle_results", "true": "angle_results_exp3"}[row.subspaces_from]
+                  / f"Run_{run}" / str(memorised_epoch))
+        name = f"layer_{row.layer}_acc_overall_test"
+        results.write_single_value(row.masc_test_acc, folder / f"{name}_80.csv")
+        results.write_single_value(row.masc_val_acc, folder / f"{name}.csv")
+    for s, frame in histories.items():
+        results.write_csv(pd.DataFrame({"epoch": frame.epoch, "Train_accuracy": frame.train,
+                                        "Test_accuracy_80": frame.test,
+                                        "Test_accuracy_20": frame.val}),
+                          base / f"Retrain_Acc_{SHORT[s]}" / f"Run_{run}.csv", index=True)
+    results.write_single_value(100 * model_test80, base / "Retrain_Acc_org" / f"Run_{run}_test80.csv",
+                               column="Test_accuracy_80")
+    if p != 0:
+        change = {}
+        for row in summary.itertuples():
+            short = SHORT[row.subspaces_from]
+            change.update({f"per_wlrc_{short}": 100 * row.wrong_relabelled_correctly,
+                           f"per_clwr_{short}": 100 * row.correct_relabelled_wrongly,
+                           f"per_incorrect_{short}": row.net_change})
+        results.write_csv(pd.DataFrame([change]),
+                          base / "percentages_data_change" / f"Run_{run}_percent.csv", index=True)
