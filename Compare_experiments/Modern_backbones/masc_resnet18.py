@@ -1,0 +1,56 @@
+"""MASC on the nine layers of trained ResNet-18s (l0 ... bf_last), corrupted- and true-label subspaces.
+
+    python Compare_experiments/Modern_backbones/masc_resnet18.py -corr all -run 1
+    python Compare_experiments/Modern_backbones/masc_resnet18.py -corr 0.8 -run 1 --per-sample-bn
+
+For each p and run: the final checkpoint of train_resnet18.py is read out once over its training
+rows; per layer, MASC subspaces are fitted from the corrupted labels (exp1) and from the true labels
+(exp2), then training and test rows are classified. Results:
+results/masc/CIFAR10_ResNet18/{p}/Run_{r}_exp{1,2}.csv (tidy: training accuracy vs corrupted and
+true labels, test accuracy, fit_seconds, and predict_seconds over the training and test rows,
+each per (subspaces, layer), the read-out passes not included) and the reference's
+single-value files under angle_results/. --per-sample-bn reproduces the reference's extraction
+(BatchNorm in train mode, one image at a time: per-image statistics); the default is eval mode.
+"""
+# Defaults: edit them here or override them on the command line.
+THRESHOLD = 0.99
+LAYERS = None         # None: l0 l0_1 l0_2 l0_3 l1 l2 l3 l4 bf_last
+PER_SAMPLE_BN = False
+BATCH = 500
+SUBSET = None         # None: the training samples the model was trained on
+DEVICE = "auto"
+DATA = None
+OUT = "."
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from MASC import cli, experiments, results  # noqa: E402
+
+FIXED = ["-model", "ResNet18", "-dataset", "CIFAR10"]
+
+
+@cli.main
+def main(argv=None):
+    p = cli.parser(__doc__.split("\n")[0], globals(), models=("ResNet18",), many=True)
+    p.add_argument("--threshold", type=float, default=THRESHOLD)
+    p.add_argument("--layers", nargs="+", default=LAYERS, help="layer short names (default: all nine)")
+    p.add_argument("--per-sample-bn", action="store_true", default=PER_SAMPLE_BN,
+                   help="BatchNorm with per-image statistics, as the reference ran it")
+    p.add_argument("--batch", type=int, default=BATCH)
+    args = p.parse_args(FIXED + list(sys.argv[1:] if argv is None else argv))
+    for corrupt in cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption):
+        for run in cli.expand(args.run, cli.RUNS, int):
+            table = experiments.masc_experiments(
+                args.dataset, args.model, corrupt, run, [1, 2], out=args.out, root=args.data,
+                device=args.device, threshold=args.threshold, layers=args.layers,
+                subset=args.subset, per_sample_bn=args.per_sample_bn, batch_size=args.batch)
+            print(table[["subspaces_from", "layer", "dim", "k_mean", "train_acc_vs_corrupted",
+                         "train_acc_vs_true", "test_acc", "fit_seconds", "predict_seconds"]]
+                  .to_string(index=False))
+            print(f"results: {results.masc_csv(args.out, args.dataset, args.model, corrupt, run, 1).parent}")
+
+
+if __name__ == "__main__":
+    main()

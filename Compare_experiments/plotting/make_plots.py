@@ -1,0 +1,50 @@
+"""Figures of the Compare_experiments results (PNG and PDF), one set per model and dataset found.
+
+    python Compare_experiments/plotting/make_plots.py [--out RESULTS_ROOT] [--plots FOLDER]
+
+Reads results/probes, results/masc and results/sensitivity under --out and writes, per
+{ds}_{model}: ACCURACY_{ds}_{model} (test accuracy vs layer: a column per corruption degree, a row per
+training labelling, every probe and MASC, the network's final test accuracy dashed),
+SENSITIVITY_{ds}_{model} (MASC per threshold, mean and 95% t-interval over seeds) and
+COST_{ds}_{model} (fit and predict seconds and GFLOPs per probe and layer).
+"""
+# Defaults: edit them here or override them on the command line.
+OUT = "."             # results root (the --out of the experiment scripts)
+PLOTS = None          # None: Compare_experiments/plotting/plots
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from MASC import cli, plots, results  # noqa: E402
+from MASC.errors import MASCError  # noqa: E402
+
+
+@cli.main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default=OUT, help="results root")
+    p.add_argument("--plots", default=PLOTS or Path(__file__).resolve().parent / "plots")
+    args = p.parse_args(argv)
+    stem = lambda kind, dataset, model: Path(args.plots) / f"{kind}_{results.tag(dataset, model)}"  # noqa: E731
+    acc = plots.load_accuracy(args.out)
+    written = []
+    for (dataset, model), group in acc.groupby(["dataset", "model"]):
+        written += plots.save(plots.accuracy_figure(group, dataset, model), stem("ACCURACY", dataset, model))
+        if (group.source == "probes").any():
+            written += plots.save(plots.cost_figure(group, dataset, model), stem("COST", dataset, model))
+    for path in sorted(Path(args.out, "results", "sensitivity").glob("*/summary.csv")):
+        for (dataset, model), group in results.read_csv(path).groupby(["dataset", "model"]):
+            written += plots.save(plots.sensitivity_figure(group, dataset, model),
+                                  stem("SENSITIVITY", dataset, model))
+    if not written:
+        raise MASCError(f"no result CSVs under {Path(args.out, 'results')} (probes, masc, "
+                        f"sensitivity); run an experiment first, or pass its --out")
+    for path in written:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
