@@ -3,7 +3,7 @@
     python pytorch_retrain_early.py -corr 0.8 -model CNN -dataset MNIST -run 1 --protocol clean
 
 Needs the model that pytorch_training.py trained at -corr / -run. Once with subspaces from the
-corrupted labels and once from the true ones (--subspaces): pick the layer where MASC is most
+corrupted labels and once from the original, true ones (--subspaces): pick the layer where MASC is most
 accurate on the validation data, relabel the training set with MASC's predictions there, fine-tune
 from the memorised checkpoint. --protocol reference validates on 20% of the test set and reports
 the other 80% (the paper's); --protocol clean validates on 10% of the training set with its
@@ -14,7 +14,7 @@ reference protocol, the reference's files under angle_results_retrain_30/.
 """
 # Defaults: edit them here or override them on the command line.
 PROTOCOL = "reference"  # reference: test20 selects, test80 reports; clean: noisy training hold-out
-SUBSPACES = "both"      # corrupted, true or both
+SUBSPACES = "both"      # corrupted, original (the true labels) or both
 THRESHOLD = 0.99        # share of each class's energy MASC keeps
 MAX_EPOCHS = 30         # fine-tuning epoch cap
 PATIENCE = 3            # epochs without a strict improvement of the validation accuracy

@@ -19,7 +19,7 @@ out = sys.argv[1]
 masc = pd.concat(pd.read_csv(f"{out}/results/masc/MNIST_CNN/0.8/Run_1_exp{n}.csv") for n in (1, 2))
 table = masc.pivot(index="layer", columns="subspaces_from", values="test_acc")
 table = table.loc[masc.layer.unique()].rename(columns={"corrupted": "MASC, corrupted labels",
-                                                       "true": "MASC, true labels"})
+                                                       "original": "MASC, true labels"})
 table["network itself"] = masc.model_test_acc.iloc[0]
 print("\nMNIST CNN trained on labels 80% shuffled: test accuracy on all 10,000 test images")
 print((100 * table).round(1).to_string())

@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 
 REFERENCE_SEED = 42
+# The two labellings of a training set, as named in every result: the corrupted labels and the
+# original (true) ones, as the reference calls them. Never "true": pandas reads a column of "true"
+# back as booleans.
+LABELLINGS = ("corrupted", "original")
 
 
 def corrupt_labels(labels, p, num_classes, seed=REFERENCE_SEED):

@@ -15,7 +15,7 @@ from .errors import MASCError
 from .masc import accuracy
 from .training import pick_device
 
-SUBSPACES = {1: "corrupted", 2: "true", 3: "corrupted"}
+SUBSPACES = {1: "corrupted", 2: "original", 3: "corrupted"}
 
 
 def load_trained(out, dataset, model, p, run):
@@ -65,7 +65,7 @@ def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="a
         net = load_trained(out, dataset, model, model_p, run)
         corrupted, true = run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
         split = train_split.first(len(corrupted))
-        labellings = {SUBSPACES[e]: {"corrupted": corrupted, "true": true}[SUBSPACES[e]] for e in group}
+        labellings = {SUBSPACES[e]: {"corrupted": corrupted, "original": true}[SUBSPACES[e]] for e in group}
         log(f"{dataset} {model} run {run}: MASC on the model trained at p={model_p} "
             f"(exp{'+'.join(map(str, group))}, {len(split)} training samples, {device})")
         estimators, fit_seconds = readout.fit_masc(

@@ -1,7 +1,7 @@
 """Reading the tidy result CSVs back, summarising them over runs, and the Compare_experiments figures.
 
 Accuracy rows come from results/probes/{ds}_{model}/{p}/Run_{r}.csv (any probe, MASC included) and
-results/masc/{ds}_{model}/{p}/Run_{r}_exp{1,2}.csv (MASC with corrupted / true subspaces). Where a
+results/masc/{ds}_{model}/{p}/Run_{r}_exp{1,2}.csv (MASC with corrupted / original-label subspaces). Where a
 run has MASC rows of both kinds, the probes' own win: they share the other probes' activations and
 test rows. Every figure is written as PNG and PDF (matplotlib, Agg backend).
 """
@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from . import models, results  # noqa: E402
+from .corruption import LABELLINGS  # noqa: E402
 
 RUN_KEYS = ["dataset", "model", "corrupt", "run"]
 PROBE_ORDER = ["MASC", "LogReg", "NCM", "kNN", "LDA", "QDA"]
@@ -25,7 +26,7 @@ COLOURS = {"MASC": "black", "LogReg": "tab:blue", "NCM": "tab:orange", "kNN": "t
 
 
 def _read(paths):
-    frames = [results.read_csv(p) for p in sorted(paths)]
+    frames = [pd.read_csv(p) for p in sorted(paths)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -85,7 +86,7 @@ def summary_table(acc, out="."):
     """The paper's Table_values per (dataset, model, p): the network's final test accuracy (mean over
     runs, on the read-out's test rows), the best test accuracy it reached at any epoch (mean over
     runs of the per-run maximum, from the training CSVs) and the best-layer MASC test accuracy with
-    corrupted and true subspaces (max over layers of the mean over runs)."""
+    corrupted and original-label subspaces (max over layers of the mean over runs)."""
     masc = acc[acc.probe == "MASC"]
     rows = []
     for (dataset, model, corrupt), group in masc.groupby(["dataset", "model", "corrupt"]):
@@ -96,7 +97,7 @@ def summary_table(acc, out="."):
         row = {"dataset": dataset, "model": model, "corrupt": corrupt, "n_runs": len(runs),
                "model_test_acc": group.groupby("run").model_test_acc.first().mean(),
                "model_best_epoch_test_acc": best_epoch.mean() if len(best_epoch) else math.nan}
-        for labels in ("corrupted", "true"):
+        for labels in LABELLINGS:
             means = group[group.labels_from == labels].groupby("layer").test_acc.mean()
             row[f"masc_{labels}_best"] = means.max() if len(means) else math.nan
             row[f"masc_{labels}_layer"] = means.idxmax() if len(means) else ""
@@ -107,13 +108,13 @@ def summary_table(acc, out="."):
 def markdown(table):
     """The summary table as Markdown, accuracies in %."""
     head = ["model", "dataset", "p", "runs", "network final", "network best epoch",
-            "MASC corrupted (layer)", "MASC true (layer)"]
+            "MASC corrupted (layer)", "MASC original (layer)"]
     pct = lambda v: "n/a" if pd.isna(v) else f"{100 * v:.1f}"  # noqa: E731
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples():
         lines.append(f"| {r.model} | {r.dataset} | {r.corrupt:g} | {r.n_runs} | {pct(r.model_test_acc)} | "
                      f"{pct(r.model_best_epoch_test_acc)} | {pct(r.masc_corrupted_best)} "
-                     f"({r.masc_corrupted_layer}) | {pct(r.masc_true_best)} ({r.masc_true_layer}) |")
+                     f"({r.masc_corrupted_layer}) | {pct(r.masc_original_best)} ({r.masc_original_layer}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,7 +150,7 @@ def accuracy_figure(acc, dataset, model):
     every probe (mean over runs), the network's final test accuracy dashed."""
     acc = acc[(acc.dataset == dataset) & (acc.model == model)]
     degrees = sorted(acc.corrupt.unique())
-    labellings = [lab for lab in ("corrupted", "true") if lab in set(acc.labels_from)]
+    labellings = [lab for lab in LABELLINGS if lab in set(acc.labels_from)]
     layers = layer_order(model, acc.layer.unique())
     fig, axes = _panels(len(labellings), len(degrees))
     for i, labels in enumerate(labellings):

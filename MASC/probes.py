@@ -28,6 +28,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
 from . import data, experiments, readout, results
+from .corruption import LABELLINGS
 from .errors import MASCError
 from .masc import MinimumAngleSubspaceClassifier, accuracy
 
@@ -296,7 +297,7 @@ def _sync():
         torch.cuda.synchronize()
 
 
-def evaluate(acts, probes, ids, labellings=("corrupted", "true"), log=print):
+def evaluate(acts, probes, ids, labellings=LABELLINGS, log=print):
     """Fit every probe on every layer with each labelling of the training rows; score on the test
     rows. ``probes``: {name: zero-argument factory}; ``ids``: identifying columns of every row.
     Returns a tidy DataFrame (one row per layer x labelling x probe)."""
@@ -385,7 +386,7 @@ def merge_csv(frame, path, keys):
     """Write ``frame`` to ``path``, keeping the rows already there whose ``keys`` it does not
     recompute (so runs of different probe subsets add up in one file)."""
     if path.exists():
-        old = results.read_csv(path)
+        old = pd.read_csv(path)
         fresh = pd.MultiIndex.from_frame(frame[keys].astype(str))
         kept = old[~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(fresh)]
         frame = pd.concat([kept, frame], ignore_index=True)

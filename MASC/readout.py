@@ -61,7 +61,7 @@ def fit_masc(model, split, labellings, dataset, layers=None, device="cpu", thres
              batch_size=BATCH, per_sample_bn=False, classes=None):
     """One MASC per (labelling, layer), fitted from one pass over ``split``.
 
-    ``labellings`` maps a name (e.g. "corrupted", "true") to training labels. Returns
+    ``labellings`` maps a name (e.g. "corrupted", "original") to training labels. Returns
     ``(estimators, seconds)``, both keyed by (labelling, layer); seconds are fit time alone."""
     layers = check_layers(model, layers)
     labellings = {name: torch.as_tensor(y).to(device) for name, y in labellings.items()}

@@ -69,11 +69,6 @@ def write_csv(frame, path, index=False):
     return path
 
 
-def read_csv(path):
-    """Read a tidy CSV back; label columns stay text (pandas would turn "true" into a boolean)."""
-    return pd.read_csv(path, dtype={"labels_from": str, "subspaces_from": str})
-
-
 def write_single_value(value, path, column="acc_overall"):
     """The reference's one-row CSV (``,acc_overall`` with a pandas index)."""
     return write_csv(pd.DataFrame({column: [value]}), path, index=True)

@@ -16,7 +16,7 @@ Two protocols decide which data pick the layer, stop the fine-tuning early and a
   test set), which favours the most memorising layer and the earliest epoch.
 
 Subspaces come from the corrupted ("corrupted", the reference's corr) or the true training labels
-("true", org). Fine-tuning reuses the training engine: a stack of one model, the model's
+("original", org). Fine-tuning reuses the training engine: a stack of one model, the model's
 optimiser (fresh), batch size and cross-entropy loss.
 """
 import math
@@ -29,12 +29,13 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from . import data, experiments, readout, results, training
+from .corruption import LABELLINGS
 from .errors import MASCError
 from .masc import accuracy
 
 PROTOCOLS = ("reference", "clean")
-SUBSPACES = ("corrupted", "true")
-SHORT = {"corrupted": "corr", "true": "org"}  # the reference's folder and column suffixes
+SUBSPACES = LABELLINGS
+SHORT = {"corrupted": "corr", "original": "org"}  # the reference's folder and column suffixes
 REFERENCE_SPLIT_SEED = 2345
 REFERENCE_TEST20 = 0.2
 
@@ -197,7 +198,7 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
     corrupted, true, fit_split = corrupted[rows], true[rows], _take(train_split, rows)
     log(f"{dataset} {model} p={p} run {run}, {protocol} protocol: MASC on {len(rows)} training "
         f"samples, {len(splits.val)} validation, {len(splits.test)} test ({device})")
-    given = {"corrupted": corrupted, "true": true}
+    given = {"corrupted": corrupted, "original": true}
     table, estimators, (model_val_acc, model_test_acc) = masc_layers(
         net, fit_split, {s: given[s] for s in subspaces}, splits, dataset, layers, device, threshold)
     chosen = table[table.chosen]
@@ -258,7 +259,7 @@ def _write_reference(out, dataset, model, p, run, memorised_epoch, layer_table, 
     """The reference protocol's files in the reference layout (spec sections 7 and 9)."""
     base = reference_dir(out, dataset, model, p)
     for row in layer_table.itertuples():
-        folder = (base / {"corrupted": "angle_results", "true": "angle_results_exp3"}[row.subspaces_from]
+        folder = (base / {"corrupted": "angle_results", "original": "angle_results_exp3"}[row.subspaces_from]
                   / f"Run_{run}" / str(memorised_epoch))
         name = f"layer_{row.layer}_acc_overall_test"
         results.write_single_value(row.masc_test_acc, folder / f"{name}_80.csv")

@@ -42,8 +42,8 @@ def test_resnet18_backbone_path(tmp_path, capsys):
     common = ["-corr", "0.0", "-run", "1", "--data", str(root), "--out", str(out), "--device", "cpu"]
     script("Compare_experiments/Modern_backbones/train_resnet18.py").main(common + ["--epochs", "1"])
     script("Compare_experiments/Modern_backbones/masc_resnet18.py").main(common + ["--batch", "10"])
-    for exp, labels in ((1, "corrupted"), (2, "true")):
-        table = results.read_csv(out / "results/masc/CIFAR10_ResNet18/0.0" / f"Run_1_exp{exp}.csv")
+    for exp, labels in ((1, "corrupted"), (2, "original")):
+        table = pd.read_csv(out / "results/masc/CIFAR10_ResNet18/0.0" / f"Run_1_exp{exp}.csv")
         assert table.layer.tolist() == ["l0", "l0_1", "l0_2", "l0_3", "l1", "l2", "l3", "l4", "bf_last"]
         assert (table.subspaces_from == labels).all() and table.test_acc.between(0, 1).all()
         assert (table.fit_seconds > 0).all() and (table.predict_seconds > 0).all()
@@ -69,19 +69,19 @@ def test_probe_and_sensitivity_scripts_on_a_small_cnn(tmp_path, data_root):
     probe_layers = script("Compare_experiments/stronger_baselines/probe_layers.py")
     probe_layers.main(common)
     path = tmp_path / "results/probes/MNIST_CNN/0.8/Run_1.csv"
-    first = results.read_csv(path)
+    first = pd.read_csv(path)
     assert len(first) == 2 * 6 and set(first.probe) == {"MASC", "LogReg", "NCM", "kNN", "LDA", "QDA"}
     assert list(first.columns[:9]) == ["dataset", "model", "corrupt", "run", "seed", "probe",
                                        "labels_from", "layer", "dim"]
     assert (first.seed == 1).all() and first.test_acc.between(0, 1).all() and (first.n_test == 200).all()
     assert (first.fit_flops[first.probe != "kNN"] > 0).all() and (first.predict_flops > 0).all()
-    probe_layers.main(common + ["--probes", "NCM", "--labels", "true"])  # reruns only those rows
-    again = results.read_csv(path)
+    probe_layers.main(common + ["--probes", "NCM", "--labels", "original"])  # reruns only those rows
+    again = pd.read_csv(path)
     assert len(again) == len(first) and again.iloc[-1].probe == "NCM"
 
     script("Compare_experiments/sensitivity_ablation_studies/sensitivity.py").main(
         common + ["--thresholds", "0.5", "1"])
-    summary = results.read_csv(tmp_path / "results/sensitivity/MNIST_CNN/summary.csv")
+    summary = pd.read_csv(tmp_path / "results/sensitivity/MNIST_CNN/summary.csv")
     assert sorted(summary.threshold.unique()) == [0.5, 1.0] and (summary.n_runs == 1).all()
     assert summary.ci_low.isna().all()  # one seed: no interval
 
@@ -100,7 +100,7 @@ def write_results(out):
     for run, shift in ((1, 0.0), (2, 0.1)):
         for layer, base in (("flattern", 0.5), ("fc1", 0.7), ("fc3", 0.3)):
             for probe, bonus in (("MASC", 0.0), ("NCM", 0.05)):
-                for labels, extra in (("corrupted", 0.0), ("true", 0.2)):
+                for labels, extra in (("corrupted", 0.0), ("original", 0.2)):
                     rows.append({"dataset": "MNIST", "model": "CNN", "corrupt": 0.8, "run": run,
                                  "seed": run, "probe": probe, "labels_from": labels, "layer": layer,
                                  "dim": 250, "n_train": 100, "n_test": 50,
@@ -114,7 +114,7 @@ def write_results(out):
         frame[frame.run == run].to_csv(probes_csv / f"Run_{run}.csv", index=False)
     masc = out / "results/masc/MNIST_CNN/0.4"
     masc.mkdir(parents=True)
-    for exp, labels, acc in ((1, "corrupted", [0.6, 0.65]), (2, "true", [0.8, 0.75])):
+    for exp, labels, acc in ((1, "corrupted", [0.6, 0.65]), (2, "original", [0.8, 0.75])):
         pd.DataFrame({"dataset": "MNIST", "model": "CNN", "corrupt": 0.4, "run": 1, "exp": exp,
                       "subspaces_from": labels, "layer": ["fc1", "fc2"], "test_acc": acc,
                       "model_test_acc": 0.45, "fit_seconds": 1.0, "predict_seconds": 0.5}) \
@@ -138,13 +138,13 @@ def test_summary_table_numbers(tmp_path):
     write_results(tmp_path)
     table = plots.summary_table(plots.load_accuracy(tmp_path), tmp_path).set_index("corrupt")
     high = table.loc[0.8]  # runs 1, 2: fc1 best, mean of (0.7, 0.8) corrupted and (0.9, 1.0) true
-    assert high.n_runs == 2 and high.masc_corrupted_layer == "fc1" and high.masc_true_layer == "fc1"
-    assert high.masc_corrupted_best == pytest.approx(0.75) and high.masc_true_best == pytest.approx(0.95)
+    assert high.n_runs == 2 and high.masc_corrupted_layer == "fc1" and high.masc_original_layer == "fc1"
+    assert high.masc_corrupted_best == pytest.approx(0.75) and high.masc_original_best == pytest.approx(0.95)
     assert high.model_test_acc == pytest.approx(0.25)
     assert high.model_best_epoch_test_acc == pytest.approx((0.9 + 0.7) / 2)
     low = table.loc[0.4]  # from the MASC script's CSVs
     assert (low.masc_corrupted_best, low.masc_corrupted_layer) == (0.65, "fc2")
-    assert (low.masc_true_best, low.masc_true_layer, low.model_best_epoch_test_acc) == (0.8, "fc1", 0.6)
+    assert (low.masc_original_best, low.masc_original_layer, low.model_best_epoch_test_acc) == (0.8, "fc1", 0.6)
     assert "| CNN | MNIST | 0.8 | 2 | 25.0 | 80.0 | 75.0 (fc1) | 95.0 (fc1) |" in plots.markdown(table.reset_index())
 
 

@@ -96,5 +96,5 @@ def test_evaluate_gives_tidy_rows_and_records_a_probe_that_cannot_be_fitted():
                                         "labels_from", "layer", "dim", "n_train", "n_test", "test_acc"]
     assert len(table) == 4 and table.test_acc.between(0.9, 1).all() and (table.model_test_acc == 0.5).all()
     acts.true = np.r_[y[:-1], 7]  # one row of class 7: QDA cannot be fitted, the row says why
-    failed = probes.evaluate(acts, {"QDA": probes.QDAProbe}, ids, labellings=["true"], log=lambda *_: None)
+    failed = probes.evaluate(acts, {"QDA": probes.QDAProbe}, ids, labellings=["original"], log=lambda *_: None)
     assert np.isnan(failed.test_acc[0]) and failed.notes[0].startswith("failed: QDA needs at least two")

@@ -139,7 +139,7 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
     memorise(tmp_path, 0.8)
     tidy = run_script(tmp_path, 0.8, "--max-epochs", "2")
     summary = pd.read_csv(tidy / "Run_1_reference_summary.csv")
-    assert list(summary.subspaces_from) == ["corrupted", "true"]
+    assert list(summary.subspaces_from) == ["corrupted", "original"]
     assert summary.n_train.eq(128).all() and summary.n_corrupted.gt(64).all()
     for column in ("model_test_acc", "test_acc_final", "test_acc_max", "wrong_relabelled_correctly",
                    "correct_relabelled_wrongly", "detector_precision", "detector_recall"):
@@ -177,7 +177,7 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
 @requires_mnist
 def test_no_corruption_gives_not_applicable_statistics(tmp_path, small_test_set):
     memorise(tmp_path, 0.0)
-    tidy = run_script(tmp_path, 0.0, "--subspaces", "true", "--max-epochs", "1")
+    tidy = run_script(tmp_path, 0.0, "--subspaces", "original", "--max-epochs", "1")
     summary = pd.read_csv(tidy / "Run_1_reference_summary.csv")
     assert summary.n_corrupted[0] == 0
     assert summary[["net_change", "detector_precision", "detector_recall"]].isna().all(axis=None)

@@ -13,7 +13,7 @@ per p, threshold, labelling and layer).
 """
 # Defaults: edit them here or override them on the command line.
 THRESHOLDS = [0.25, 0.5, 0.75, 0.99, 1]
-LABELS = ["corrupted"]   # subspaces from the corrupted labels (the reference's study); add "true"
+LABELS = ["corrupted"]   # subspaces from the corrupted labels (the reference's study); add "original"
 LAYERS = None
 SUBSET = None
 TEST_SUBSET = None
@@ -30,6 +30,7 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from MASC import cli, plots, probes, results  # noqa: E402
+from MASC.corruption import LABELLINGS  # noqa: E402
 from MASC.training import pick_device  # noqa: E402
 
 GROUP = ["dataset", "model", "corrupt", "labels_from", "threshold", "layer"]
@@ -37,7 +38,7 @@ GROUP = ["dataset", "model", "corrupt", "labels_from", "threshold", "layer"]
 
 def summarise(folder):
     """The t-interval summary of every run's CSV in ``folder`` (written to summary.csv)."""
-    frame = pd.concat([results.read_csv(p) for p in sorted(folder.glob("*/Run_*.csv"))], ignore_index=True)
+    frame = pd.concat([pd.read_csv(p) for p in sorted(folder.glob("*/Run_*.csv"))], ignore_index=True)
     summary = plots.t_summary(frame, GROUP)
     network = frame.groupby(GROUP).model_test_acc.mean().reset_index()
     return results.write_csv(summary.merge(network, on=GROUP), folder / "summary.csv")
@@ -48,7 +49,7 @@ def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), many=True)
     p.add_argument("--thresholds", nargs="+", type=float, default=THRESHOLDS,
                    help="shares in (0, 1) and/or whole numbers of components (1 = '1 PC')")
-    p.add_argument("--labels", nargs="+", default=LABELS, choices=["corrupted", "true"])
+    p.add_argument("--labels", nargs="+", default=LABELS, choices=LABELLINGS)
     p.add_argument("--layers", nargs="+", default=LAYERS, help="layer short names (default: all)")
     p.add_argument("--test-subset", type=int, default=TEST_SUBSET, help="first N test images only")
     p.add_argument("--per-sample-bn", action="store_true", default=PER_SAMPLE_BN)

@@ -10,7 +10,7 @@ x probe with times (s), FLOPs and accuracy (a fraction); rows of probes not reru
 """
 # Defaults: edit them here or override them on the command line.
 PROBES = ["MASC", "LogReg", "NCM", "kNN", "LDA", "QDA"]
-LABELS = ["corrupted", "true"]   # which training labels the probes are fitted on
+LABELS = ["corrupted", "original"]   # which training labels the probes are fitted on
 THRESHOLD = 0.99      # MASC's share of each class's energy
 LAYERS = None         # None: every probed layer of the model
 SUBSET = None         # None: the training samples the model was trained on
@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from MASC import cli, probes, results  # noqa: E402
+from MASC.corruption import LABELLINGS  # noqa: E402
 from MASC.training import pick_device  # noqa: E402
 
 KEYS = ["probe", "labels_from", "layer"]
@@ -35,7 +36,7 @@ KEYS = ["probe", "labels_from", "layer"]
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), many=True)
     p.add_argument("--probes", nargs="+", default=PROBES, choices=list(probes.PROBES))
-    p.add_argument("--labels", nargs="+", default=LABELS, choices=["corrupted", "true"])
+    p.add_argument("--labels", nargs="+", default=LABELS, choices=LABELLINGS)
     p.add_argument("--threshold", type=float, default=THRESHOLD)
     p.add_argument("--layers", nargs="+", default=LAYERS, help="layer short names (default: all)")
     p.add_argument("--test-subset", type=int, default=TEST_SUBSET, help="first N test images only")
