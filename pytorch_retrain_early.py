@@ -1,13 +1,15 @@
 """Fine-tune a memorised model on the labels MASC predicts at its best layer, with early stopping.
 
+    python pytorch_retrain_early.py -corr 0.8 -model CNN -dataset MNIST -run 1
     python pytorch_retrain_early.py -corr 0.8 -model CNN -dataset MNIST -run 1 --protocol clean
 
 Needs the model that pytorch_training.py trained at -corr / -run. Once with subspaces from the
 corrupted labels and once from the original, true ones (--subspaces): pick the layer where MASC is most
 accurate on the validation data, relabel the training set with MASC's predictions there, fine-tune
 from the memorised checkpoint. --protocol reference validates on 20% of the test set and reports
-the other 80% (the paper's); --protocol clean validates on 10% of the training set with its
-corrupted labels, trains on the rest and reports the full test set. Results:
+the other 80% (the paper's); --protocol clean validates on the training images held out when
+the model was trained (pytorch_training.py --holdout 0.1), with their corrupted labels, and
+reports the full test set. Results:
 results/retrain/{ds}_{model}/{p}/Run_{r}_{protocol}_{epochs,summary,layers}.csv, the fine-tuned
 model under models/{ds}_{model}/Network/{p}/{corr,org}_subspace[_clean]/Run_{r}/ and, for the
 reference protocol, the reference's files under angle_results_retrain_30/.
@@ -18,8 +20,7 @@ SUBSPACES = "both"      # corrupted, original (the true labels) or both
 THRESHOLD = 0.99        # share of each class's energy MASC keeps
 MAX_EPOCHS = 30         # fine-tuning epoch cap
 PATIENCE = 3            # epochs without a strict improvement of the validation accuracy
-VAL_FRACTION = 0.1      # clean protocol: share of the training set held out
-SEED = 0                # run r uses seed SEED + r: clean hold-out and data order
+SEED = 0                # run r uses seed SEED + r: the data order
 SHUFFLE = True          # reshuffle every epoch (the reference never shuffled: use --no-shuffle)
 LAYERS = None           # None: every probed layer of the model
 SUBSET = None           # None: the training samples the model was trained on
@@ -42,8 +43,6 @@ def main(argv=None):
     p.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help="fine-tuning epoch cap")
     p.add_argument("--patience", type=int, default=PATIENCE,
                    help="stop after this many epochs without a better validation accuracy")
-    p.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
-                   help="clean protocol: share of the training set held out")
     p.add_argument("--seed", type=int, default=SEED, help="run r uses seed SEED + r")
     p.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=SHUFFLE,
                    help="the reference's fixed data order")
@@ -53,7 +52,7 @@ def main(argv=None):
     summary = retrain.retrain(
         args.dataset, args.model, args.corr, args.run, args.protocol, subspaces, out=args.out,
         root=args.data, device=args.device, threshold=args.threshold, max_epochs=args.max_epochs,
-        patience=args.patience, seed=args.seed + args.run, val_fraction=args.val_fraction,
+        patience=args.patience, seed=args.seed + args.run,
         layers=args.layers, subset=args.subset, shuffle=args.shuffle)
     show = summary[["subspaces_from", "layer", "model_test_acc", "masc_test_acc", "best_epoch",
                     "kept_epoch", "test_acc_final", "test_acc_max", "wrong_relabelled_correctly",

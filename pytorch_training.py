@@ -16,6 +16,7 @@ SHUFFLE = True        # reshuffle every epoch (the reference never shuffled: use
 SAVE_EVERY = 10       # epochs between progress saves
 SUBSET = None         # first N training samples only
 TEST_SUBSET = None    # first N test images in the per-epoch evaluation only
+HOLDOUT = 0.0         # share of the training images kept out of training (retraining's clean protocol)
 DEVICE = "auto"
 DATA = None           # $MASC_DATA or ./data
 OUT = "."
@@ -35,6 +36,9 @@ def main(argv=None):
     p.add_argument("--save-every", type=int, default=SAVE_EVERY, help="epochs between saves")
     p.add_argument("--test-subset", type=int, default=TEST_SUBSET,
                    help="evaluate only the first N test images each epoch (quick runs)")
+    p.add_argument("--holdout", type=float, default=HOLDOUT,
+                   help="share of the training images kept out of training, as a validation set "
+                        "for pytorch_retrain_early.py --protocol clean")
     p.add_argument("--bf16", action="store_true", default=BF16, help="bf16 autocast")
     args = p.parse_args(argv)
     corrs = cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption)
@@ -43,7 +47,7 @@ def main(argv=None):
             for c in corrs for r in run_ids]
     done = training.train(runs, out=args.out, root=args.data, device=args.device,
                           epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
-                          shuffle=args.shuffle,
+                          holdout=args.holdout, shuffle=args.shuffle,
                           save_every=args.save_every, bf16=args.bf16)
     for run, checkpoint in done.items():
         print(f"p={run.corrupt} run {run.run}: {checkpoint}")

@@ -7,6 +7,7 @@ A private RandomState gives the same draws as the reference's global ``np.random
 without touching NumPy's global state.
 """
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +30,37 @@ def corrupt_labels(labels, p, num_classes, seed=REFERENCE_SEED):
     return labels
 
 
-def save_labels(path, corrupted, true):
-    """Write a run's corrupted and true training labels (npz, atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, corrupted=np.asarray(corrupted), true=np.asarray(true))
-    os.replace(tmp, path)
+@dataclass
+class RunLabels:
+    """The labels of a run's training rows (the first n of the training set): corrupted and true,
+    and the rows held out of training (a validation set), as sorted indices."""
+
+    corrupted: np.ndarray
+    true: np.ndarray
+    holdout: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def train_rows(self):
+        """The rows the model was trained on."""
+        return np.setdiff1d(np.arange(len(self.true)), self.holdout)
+
+    def save(self, path):
+        """Write them next to a checkpoint (npz, atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, corrupted=self.corrupted, true=self.true, holdout=self.holdout)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path):
+        with np.load(path) as f:
+            return cls(f["corrupted"], f["true"], f["holdout"] if "holdout" in f else
+                       np.zeros(0, dtype=np.int64))
 
 
-def load_labels(path):
-    """(corrupted, true) training labels saved by :func:`save_labels`."""
-    with np.load(path) as f:
-        return f["corrupted"], f["true"]
+def holdout_rows(n, fraction, seed=REFERENCE_SEED):
+    """Sorted indices of a seeded share ``fraction`` of range(n), to keep out of training."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the hold-out share must be in [0, 1), got {fraction}")
+    return np.sort(np.random.RandomState(seed).permutation(n)[:round(fraction * n)])

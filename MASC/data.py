@@ -97,6 +97,11 @@ class Split:
         """The first n samples (all of them when n is None)."""
         return self if n is None else Split(self.images[:n], self.labels[:n])
 
+    def take(self, rows):
+        """The samples at the indices ``rows``."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.labels.device)
+        return Split(self.images[rows], self.labels[rows])
+
 
 def normalise(images, name):
     """uint8 images -> float32 inputs of the reference transform, on the images' device."""

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from . import data, models, readout, results
-from .corruption import REFERENCE_SEED, corrupt_labels, load_labels
+from .corruption import REFERENCE_SEED, RunLabels, corrupt_labels
 from .errors import MASCError
 from .masc import accuracy
 from .training import pick_device
@@ -37,18 +37,22 @@ def load_trained(out, dataset, model, p, run):
 
 
 def run_labels(out, dataset, model, p, run, true_labels, subset=None):
-    """(corrupted, true) training labels of a run at p: the ones saved at training time when
-    present, else the reference rule (seed 42). Default length: what the model was trained on."""
+    """The :class:`RunLabels` of a run at p (its first ``subset`` rows): the labels saved at
+    training time, else (a checkpoint from elsewhere) the reference rule with seed 42."""
     path = results.run_dir(out, dataset, model, p, run) / "labels.npz"
-    saved = load_labels(path) if path.exists() else None
-    n = subset or (len(saved[0]) if saved else len(true_labels))
-    if saved and len(saved[0]) >= n:
-        return saved[0][:n], saved[1][:n]
+    if path.exists():
+        saved = RunLabels.load(path)
+        n = subset or len(saved.true)
+        if n > len(saved.true):
+            raise MASCError(f"the model in {path.parent} was trained on the first "
+                            f"{len(saved.true)} training samples; --subset can be at most that")
+        return RunLabels(saved.corrupted[:n], saved.true[:n], saved.holdout[saved.holdout < n])
+    n = subset or len(true_labels)
     if n > len(true_labels):
         raise MASCError(f"--subset {n} is larger than the training set ({len(true_labels)})")
-    num_classes = data.info(dataset).num_classes
     true = np.asarray(true_labels)
-    return corrupt_labels(true, p, num_classes, REFERENCE_SEED)[:n], true[:n]
+    return RunLabels(corrupt_labels(true, p, data.info(dataset).num_classes, REFERENCE_SEED)[:n],
+                     true[:n])
 
 
 def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="auto",
@@ -63,8 +67,10 @@ def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="a
         if not group:
             continue
         net = load_trained(out, dataset, model, model_p, run)
-        corrupted, true = run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
-        split = train_split.first(len(corrupted))
+        labels = run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
+        rows = labels.train_rows
+        corrupted, true = labels.corrupted[rows], labels.true[rows]
+        split = train_split.take(rows)
         labellings = {SUBSPACES[e]: {"corrupted": corrupted, "original": true}[SUBSPACES[e]] for e in group}
         log(f"{dataset} {model} run {run}: MASC on the model trained at p={model_p} "
             f"(exp{'+'.join(map(str, group))}, {len(split)} training samples, {device})")

@@ -366,13 +366,13 @@ def layer_activations(out, dataset, model, p, run, root=None, device="cpu", laye
     net = experiments.load_trained(out, dataset, model, p, run)
     train_split = data.load(dataset, root, True)
     test_split = data.load(dataset, root, False).first(test_subset)
-    corrupted, true = experiments.run_labels(out, dataset, model, p, run,
-                                             train_split.labels.numpy(), subset)
-    train, _ = readout.collect(net, train_split.images[:len(corrupted)], dataset, layers, device,
+    labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
+    rows = labels.train_rows
+    train, _ = readout.collect(net, train_split.take(rows).images, dataset, layers, device,
                                batch_size, per_sample_bn)
     test, network = readout.collect(net, test_split.images, dataset, layers, device, batch_size,
                                     per_sample_bn)
-    return Activations(train, test, corrupted, true, test_split.labels.numpy(),
+    return Activations(train, test, labels.corrupted[rows], labels.true[rows], test_split.labels.numpy(),
                        accuracy(network, test_split.labels))
 
 

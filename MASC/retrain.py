@@ -6,14 +6,14 @@ Two protocols decide which data pick the layer, stop the fine-tuning early and a
 * ``reference`` (the paper's): the clean test set is split 80/20 (sklearn, seed 2345); test20
   picks the layer and stops early, test80 is reported. The model selection thus sees test labels,
   and the last epoch's weights are kept (the reference never restores the best epoch).
-* ``clean`` (our fix): a seeded 10% of the *training* set, with its corrupted labels only, picks
-  the layer and stops early; the other 90% are relabelled and trained on; the full test set is
-  only reported, and the best epoch's weights are restored. Under the reference's uniform noise
-  the expected accuracy against noisy labels is (1 - p) a + p / C for accuracy a against the true
-  labels, so noisy labels rank layers and epochs as the true ones would (in expectation).
-  Caveat: that holds only for samples the memorised model never saw. Trained on every row, it
-  has memorised the hold-out's noisy labels too (MNIST-CNN p = 0.8: 99.7% on them, 30% on the
-  test set), which favours the most memorising layer and the earliest epoch.
+* ``clean`` (our fix): the training images that the memorised model was *not* trained on
+  (``pytorch_training.py --holdout``), with their corrupted labels only, pick the layer and stop
+  early; the training rows are relabelled and trained on; the full test set is only reported, and
+  the best epoch's weights are restored. Under the reference's uniform noise the expected accuracy
+  against noisy labels is (1 - p) a + p / C for accuracy a against the true labels, so noisy labels
+  of unseen images rank layers and epochs as the true ones would (in expectation). A hold-out the
+  model was trained on would not do: it has memorised those noisy labels too (MNIST-CNN p = 0.8:
+  99.7% on them, 30% on the test set), which favours the most memorising layer and epoch.
 
 Subspaces come from the corrupted ("corrupted", the reference's corr) or the true training labels
 ("original", org). Fine-tuning reuses the training engine: a stack of one model, the model's
@@ -57,23 +57,21 @@ class Splits:
     test: data.Split        # reported only
 
 
-def _take(split, rows):
-    rows = torch.as_tensor(rows)
-    return data.Split(split.images[rows], split.labels[rows])
-
-
-def protocol_splits(protocol, train, corrupted, test, seed, val_fraction):
-    """The :class:`Splits` of a protocol (``train`` and ``corrupted`` cover the same rows)."""
+def protocol_splits(protocol, train, labels, test):
+    """The :class:`Splits` of a protocol: ``train`` is the run's training split, ``labels`` its
+    :class:`~MASC.corruption.RunLabels` (the clean protocol validates on its hold-out)."""
+    rows = labels.train_rows
     if protocol == "reference":
         test80, test20 = split_indices(len(test), REFERENCE_TEST20, REFERENCE_SPLIT_SEED)
-        return Splits(np.arange(len(train)), _take(test, test20), _take(test, test80))
+        return Splits(rows, test.take(test20), test.take(test80))
     if protocol != "clean":
         raise MASCError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    if not 0 < val_fraction < 1:
-        raise MASCError(f"the validation fraction must be in (0, 1), got {val_fraction}")
-    kept, held = split_indices(len(train), val_fraction, seed)
-    noisy = data.Split(train.images, torch.as_tensor(corrupted))
-    return Splits(np.sort(kept), _take(noisy, held), test)
+    if not len(labels.holdout):
+        raise MASCError("the clean protocol validates on training images the memorised model never "
+                        "saw: train it with a hold-out first, e.g. pytorch_training.py ... "
+                        "--holdout 0.1")
+    noisy = data.Split(train.images, torch.as_tensor(labels.corrupted))
+    return Splits(rows, noisy.take(labels.holdout), test)
 
 
 def _share(count, total):
@@ -174,11 +172,11 @@ def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshol
 
 
 def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, out=".", root=None,
-            device="auto", threshold=0.99, max_epochs=30, patience=3, seed=None, val_fraction=0.1,
-            layers=None, subset=None, shuffle=True, log=print):
+            device="auto", threshold=0.99, max_epochs=30, patience=3, seed=None, layers=None,
+            subset=None, shuffle=True, log=print):
     """Relabel with MASC and fine-tune the memorised model of a run, once per subspace labelling.
 
-    ``seed`` (default: the run index) fixes the clean protocol's hold-out and the data order.
+    ``seed`` (default: the run index) fixes the fine-tuning's data order.
     Writes the tidy CSVs (and, for the reference protocol, the reference's files); returns the
     summary DataFrame (one row per labelling)."""
     device = training.pick_device(device)
@@ -190,12 +188,11 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
     net = experiments.load_trained(out, dataset, model, p, run)
     memorised_epoch = results.checkpoint_epoch(results.require_checkpoint(out, dataset, model, p, run))
     train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False)
-    corrupted, true = experiments.run_labels(out, dataset, model, p, run,
-                                             train_split.labels.numpy(), subset)
-    train_split = train_split.first(len(corrupted))
-    splits = protocol_splits(protocol, train_split, corrupted, test_split, seed, val_fraction)
+    labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
+    train_split = train_split.first(len(labels.true))
+    splits = protocol_splits(protocol, train_split, labels, test_split)
     rows = splits.train_rows
-    corrupted, true, fit_split = corrupted[rows], true[rows], _take(train_split, rows)
+    corrupted, true, fit_split = labels.corrupted[rows], labels.true[rows], train_split.take(rows)
     log(f"{dataset} {model} p={p} run {run}, {protocol} protocol: MASC on {len(rows)} training "
         f"samples, {len(splits.val)} validation, {len(splits.test)} test ({device})")
     given = {"corrupted": corrupted, "original": true}

@@ -22,7 +22,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
 from . import data, models, results
-from .corruption import REFERENCE_SEED, corrupt_labels, save_labels
+from .corruption import REFERENCE_SEED, RunLabels, corrupt_labels, holdout_rows
 from .errors import MASCError
 
 EVAL_BATCH = 2000
@@ -249,6 +249,7 @@ class Schedule:
     epochs: int = 500
     subset: int = None  # first N training images only
     test_subset: int = None  # first N test images in the per-epoch evaluation only
+    holdout: float = 0.0  # share of those images kept out of training (a validation set)
     shuffle: bool = True  # a new seeded order every epoch (the reference: fixed order)
     save_every: int = 10  # epochs between progress saves
     bf16: bool = False
@@ -256,7 +257,7 @@ class Schedule:
     def config(self, run):
         """What a saved progress must match to be resumed (everything that changes the run)."""
         return {**asdict(run), "subset": self.subset, "test_subset": self.test_subset,
-                "shuffle": self.shuffle, "bf16": self.bf16}
+                "holdout": self.holdout, "shuffle": self.shuffle, "bf16": self.bf16}
 
 
 @dataclass
@@ -346,17 +347,21 @@ def train(runs, out=".", root=None, device="auto", graphs=None, progress=True, l
     train_split = data.load(dataset, root, train=True)
     if schedule.subset is not None and not 0 < schedule.subset <= len(train_split):
         raise MASCError(f"--subset must be between 1 and {len(train_split)}, got {schedule.subset}")
+    if not 0 <= schedule.holdout < 1:
+        raise MASCError(f"--holdout must be a share in [0, 1), got {schedule.holdout}")
     true_labels = train_split.labels.numpy()
+    train_split = train_split.first(schedule.subset)
+    n = len(train_split)
+    holdout = holdout_rows(n, schedule.holdout)
+    kept = np.setdiff1d(np.arange(n), holdout)
     test_split = data.load(dataset, root, train=False).first(schedule.test_subset)
-    session = _Session(out, schedule, train_split.first(schedule.subset).to(device),
-                       test_split.to(device), device.type == "cuda" if graphs is None else graphs,
-                       progress, log)
-    n = len(session.train_split)
+    session = _Session(out, schedule, train_split.take(kept).to(device), test_split.to(device),
+                       device.type == "cuda" if graphs is None else graphs, progress, log)
     done, todo = {}, []
     for run in runs:
         state = session.load_progress(run)
         corrupted = training_labels(true_labels, run, spec.num_classes)[:n]
-        save_labels(session.folder(run) / "labels.npz", corrupted, true_labels[:n])
+        RunLabels(corrupted, true_labels[:n], holdout).save(session.folder(run) / "labels.npz")
         if state and (state["reached_target"] or state["epoch"] >= schedule.epochs):
             final = session.folder(run) / f"model_{state['epoch'] - 1}.pth"
             if not final.exists():
@@ -365,7 +370,7 @@ def train(runs, out=".", root=None, device="auto", graphs=None, progress=True, l
             log(f"{dataset} {model} p={run.corrupt} run {run.run}: already trained "
                 f"({state['epoch']} epochs), checkpoint {final}")
         else:
-            todo.append((run, state, torch.as_tensor(corrupted)))
+            todo.append((run, state, torch.as_tensor(corrupted[kept])))
 
     def start_epoch(member):
         return member[1]["epoch"] if member[1] else 0

@@ -3,7 +3,7 @@ import pytest
 
 from conftest import requires_fashion, requires_mnist
 from MASC import data
-from MASC.corruption import corrupt_labels, load_labels, save_labels
+from MASC.corruption import RunLabels, corrupt_labels, holdout_rows
 
 # spec section 2: (masked, unchanged MNIST, unchanged FashionMNIST) per p, N = 60,000
 TABLE = {0.2: (11968, 49222, 49278), 0.4: (24011, 38464, 38280), 0.6: (35982, 27697, 27454),
@@ -67,8 +67,11 @@ def test_seed_argument_and_global_rng_untouched():
         corrupt_labels(y, 1.5, 10)
 
 
-def test_saved_labels_round_trip(tmp_path):
-    c, t = np.array([1, 2, 3]), np.array([1, 0, 3])
-    save_labels(tmp_path / "x" / "labels.npz", c, t)
-    c2, t2 = load_labels(tmp_path / "x" / "labels.npz")
-    assert np.array_equal(c, c2) and np.array_equal(t, t2)
+def test_saved_labels_round_trip_and_hold_out(tmp_path):
+    labels = RunLabels(np.array([1, 2, 3, 4]), np.array([1, 0, 3, 4]), holdout_rows(4, 0.5))
+    labels.save(tmp_path / "x" / "labels.npz")
+    again = RunLabels.load(tmp_path / "x" / "labels.npz")
+    assert all(np.array_equal(getattr(labels, f), getattr(again, f)) for f in ("corrupted", "true", "holdout"))
+    assert len(again.holdout) == 2 and sorted([*again.holdout, *again.train_rows]) == [0, 1, 2, 3]
+    assert np.array_equal(holdout_rows(1000, 0.1), holdout_rows(1000, 0.1))
+    assert len(holdout_rows(1000, 0.0)) == 0

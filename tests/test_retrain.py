@@ -9,6 +9,7 @@ from sklearn.model_selection import train_test_split
 import pytorch_retrain_early
 from conftest import requires_mnist
 from MASC import data, models, results, retrain, training
+from MASC.corruption import RunLabels, holdout_rows
 from MASC.errors import MASCError
 
 
@@ -23,26 +24,26 @@ def test_reference_split_of_the_test_set():
 
     test = data.Split(torch.zeros(10000, 1, 2, 2, dtype=torch.uint8), torch.arange(10000))
     train = data.Split(torch.zeros(50, 1, 2, 2, dtype=torch.uint8), torch.zeros(50, dtype=torch.long))
-    splits = retrain.protocol_splits("reference", train, np.zeros(50), test, 7, 0.1)
+    splits = retrain.protocol_splits("reference", train, RunLabels(np.zeros(50), np.zeros(50)), test)
     assert np.array_equal(splits.train_rows, np.arange(50))
     assert np.array_equal(splits.val.labels, test20) and np.array_equal(splits.test.labels, test80)
 
 
-def test_clean_split_holds_out_training_rows_with_their_corrupted_labels():
+def test_clean_split_validates_on_the_training_hold_out_with_its_corrupted_labels():
     images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1)  # image i holds i
     train = data.Split(images, torch.zeros(100, dtype=torch.long))
     corrupted = np.arange(100) % 10
+    labels = RunLabels(corrupted, np.zeros(100), holdout_rows(100, 0.1))
     test = data.Split(torch.zeros(20, 1, 1, 1, dtype=torch.uint8), torch.zeros(20, dtype=torch.long))
-    splits = retrain.protocol_splits("clean", train, corrupted, test, 3, 0.1)
+    splits = retrain.protocol_splits("clean", train, labels, test)
     held = splits.val.images.flatten().long().numpy()
-    assert len(held) == 10 and len(splits.train_rows) == 90
+    assert np.array_equal(held, labels.holdout) and len(splits.train_rows) == 90
     assert not set(held) & set(splits.train_rows)
-    assert list(splits.train_rows) == sorted(splits.train_rows)
     assert np.array_equal(splits.val.labels.numpy(), corrupted[held]) and splits.test is test
-    again = retrain.protocol_splits("clean", train, corrupted, test, 3, 0.1)
-    assert torch.equal(splits.val.images, again.val.images)
+    with pytest.raises(MASCError, match="--holdout 0.1"):  # a model trained on every row
+        retrain.protocol_splits("clean", train, RunLabels(corrupted, np.zeros(100)), test)
     with pytest.raises(MASCError, match="unknown protocol"):
-        retrain.protocol_splits("oracle", train, corrupted, test, 3, 0.1)
+        retrain.protocol_splits("oracle", train, labels, test)
 
 
 def test_relabel_statistics_on_a_hand_made_example():
@@ -122,10 +123,10 @@ def small_test_set(monkeypatch, data_root):
                         real(name, data_root, train).first(None if train else 200))
 
 
-def memorise(out, p):
-    """A tiny 'memorised' CNN: 128 MNIST samples (one batch), 1 epoch."""
+def memorise(out, p, holdout=0.0):
+    """A tiny 'memorised' CNN: 128 MNIST samples (one batch, less the hold-out), 1 epoch."""
     training.train([training.Run("MNIST", "CNN", p, 1, seed=1)], out=out, device="cpu", epochs=1,
-                   subset=128, progress=False, log=lambda *_: None)
+                   subset=128, holdout=holdout, progress=False, log=lambda *_: None)
 
 
 def run_script(out, p, *flags):
@@ -164,12 +165,15 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
     folder = retrain.checkpoint_dir(tmp_path, "MNIST", "CNN", 0.8, 1, "corrupted", "reference")
     assert [f.name for f in folder.glob("model_*.pth")] == [f"model_{summary.kept_epoch[0] - 1}.pth"]
 
-    tidy = run_script(tmp_path, 0.8, "--protocol", "clean", "--subspaces", "corrupted",
+    with pytest.raises(SystemExit):  # this model saw every training row: no clean hold-out
+        run_script(tmp_path, 0.8, "--protocol", "clean")
+    memorise(tmp_path / "held", 0.8, holdout=0.1)
+    tidy = run_script(tmp_path / "held", 0.8, "--protocol", "clean", "--subspaces", "corrupted",
                       "--max-epochs", "1")
     clean = pd.read_csv(tidy / "Run_1_clean_summary.csv")
     assert clean.n_train[0] == 115 and clean.kept_epoch[0] == clean.best_epoch[0]
     assert clean.test_acc_final[0] == clean.test_acc_best_epoch[0]
-    folder = retrain.checkpoint_dir(tmp_path, "MNIST", "CNN", 0.8, 1, "corrupted", "clean")
+    folder = retrain.checkpoint_dir(tmp_path / "held", "MNIST", "CNN", 0.8, 1, "corrupted", "clean")
     assert folder.name == "Run_1" and folder.parent.name == "corr_subspace_clean"
     assert [f.name for f in folder.glob("model_*.pth")] == [f"model_{clean.best_epoch[0] - 1}.pth"]
 

@@ -7,6 +7,7 @@ import torch
 
 from conftest import requires_mnist
 from MASC import data, models, results, training
+from MASC.corruption import RunLabels
 from MASC.errors import MASCError
 
 pytestmark = requires_mnist
@@ -55,6 +56,16 @@ def test_single_run_writes_reference_files(tmp_path, small_test_set):
     tidy = pd.read_csv(results.tidy_dir(tmp_path, "training", "MNIST", "CNN") / "0.8_Run_1.csv")
     assert list(tidy.columns[:5]) == ["dataset", "model", "corrupt", "run", "seed"]
     assert tidy.test_acc.between(0, 1).all()
+
+
+def test_hold_out_rows_are_never_trained_on(tmp_path, small_test_set):
+    run = training.Run("MNIST", "CNN", 0.8, 1, seed=1)
+    train([run], tmp_path, epochs=1, holdout=0.2)
+    labels = RunLabels.load(results.run_dir(tmp_path, "MNIST", "CNN", 0.8, 1) / "labels.npz")
+    assert len(labels.true) == SUBSET and len(labels.holdout) == SUBSET // 5
+    assert len(labels.train_rows) == SUBSET - SUBSET // 5
+    with pytest.raises(MASCError, match="holdout 0.2 .now 0.0."):
+        train([run], tmp_path, epochs=2)
 
 
 def test_resume_gives_the_same_rows_and_weights(tmp_path, small_test_set):
