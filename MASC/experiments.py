@@ -105,10 +105,12 @@ def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="a
                                       "class": c, "n_test": int(mask.sum()),
                                       "test_acc": accuracy(test_pred[key][mask], test_split.labels[mask])})
                 _write_reference(out, dataset, model, p, run, exp, layer, row, k)
-            frame = pd.DataFrame(rows)
-            results.write_csv(frame, results.masc_csv(out, dataset, model, p, run, exp))
-            results.write_csv(pd.DataFrame(per_class),
-                              results.masc_csv(out, dataset, model, p, run, exp, per_class=True))
+            frame = pd.DataFrame(rows)  # rows of layers not recomputed now are kept
+            results.merge_csv(frame, results.masc_csv(out, dataset, model, p, run, exp),
+                              ["subspaces_from", "layer"])
+            results.merge_csv(pd.DataFrame(per_class),
+                              results.masc_csv(out, dataset, model, p, run, exp, per_class=True),
+                              ["subspaces_from", "layer", "class"])
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -380,14 +380,3 @@ def run_seed(out, dataset, model, p, run):
     """The training seed of a run, from its tidy training CSV (NaN when there is none)."""
     path = results.tidy_dir(out, "training", dataset, model) / f"{results.p_str(p)}_Run_{run}.csv"
     return int(pd.read_csv(path, usecols=["seed"]).seed.iloc[0]) if path.exists() else float("nan")
-
-
-def merge_csv(frame, path, keys):
-    """Write ``frame`` to ``path``, keeping the rows already there whose ``keys`` it does not
-    recompute (so runs of different probe subsets add up in one file)."""
-    if path.exists():
-        old = pd.read_csv(path)
-        fresh = pd.MultiIndex.from_frame(frame[keys].astype(str))
-        kept = old[~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(fresh)]
-        frame = pd.concat([kept, frame], ignore_index=True)
-    return results.write_csv(frame, path)

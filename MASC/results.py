@@ -69,6 +69,17 @@ def write_csv(frame, path, index=False):
     return path
 
 
+def merge_csv(frame, path, keys):
+    """Write ``frame`` to ``path``, keeping the rows already there whose ``keys`` it does not
+    recompute (so runs over different probes or layers add up in one file)."""
+    if path.exists():
+        old = pd.read_csv(path)
+        fresh = pd.MultiIndex.from_frame(frame[keys].astype(str))
+        kept = old[~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(fresh)]
+        frame = pd.concat([kept, frame], ignore_index=True)
+    return write_csv(frame, path)
+
+
 def write_single_value(value, path, column="acc_overall"):
     """The reference's one-row CSV (``,acc_overall`` with a pandas index)."""
     return write_csv(pd.DataFrame({column: [value]}), path, index=True)

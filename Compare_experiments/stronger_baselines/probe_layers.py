@@ -57,7 +57,7 @@ def main(argv=None):
             frame = probes.evaluate(acts, factories, ids, args.labels)
             path = results.tidy_dir(args.out, "probes", args.dataset, args.model) \
                 / results.p_str(corrupt) / f"Run_{run}.csv"
-            print(f"results: {probes.merge_csv(frame, path, KEYS)}")
+            print(f"results: {results.merge_csv(frame, path, KEYS)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""pytorch_MASC_all.py end to end on tiny trained models (real MNIST)."""
+import pandas as pd
+import pytest
+import torch
+
+import pytorch_MASC_all
+from conftest import requires_mnist
+from MASC import data, experiments, results, training
+from MASC.errors import MASCError
+
+pytestmark = requires_mnist
+COLUMNS = ["dataset", "model", "corrupt", "run", "exp", "subspaces_from", "layer", "dim", "k_min",
+           "k_mean", "k_max", "train_acc_vs_corrupted", "train_acc_vs_true", "test_acc",
+           "model_test_acc", "threshold", "n_train", "fit_seconds", "predict_seconds"]
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch, data_root):
+    """CNNs trained for one epoch on 400 MNIST images at p = 0.0 and 0.8; a 300-image test set."""
+    real = data.load
+    monkeypatch.setattr(data, "load", lambda name, root=None, train=True:
+                        real(name, data_root, train).first(None if train else 300))
+    runs = [training.Run("MNIST", "CNN", p, 1, seed=1) for p in (0.0, 0.8)]
+    training.train(runs, out=tmp_path, device="cpu", epochs=1, subset=400, progress=False,
+                   log=lambda *_: None)
+    return tmp_path
+
+
+def masc_all(out, *flags):
+    pytorch_MASC_all.main(["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1",
+                           "--out", str(out), "--device", "cpu", *flags])
+
+
+def test_exp1_exp2_tidy_and_reference_files(trained, capsys):
+    masc_all(trained, "-exp1", "True", "-exp2", "true")
+    assert "model_test_acc" in capsys.readouterr().out
+    exp1 = pd.read_csv(results.masc_csv(trained, "MNIST", "CNN", 0.8, 1, 1))
+    exp2 = pd.read_csv(results.masc_csv(trained, "MNIST", "CNN", 0.8, 1, 2))
+    assert list(exp1.columns) == COLUMNS and list(exp1.layer) == ["input", "flattern", "fc1", "fc2", "fc3"]
+    assert set(exp1.subspaces_from) == {"corrupted"} and set(exp2.subspaces_from) == {"original"}
+    assert exp1.n_train.eq(400).all() and exp1.dim.tolist() == [784, 576, 250, 250, 250]
+    acc = ["train_acc_vs_corrupted", "train_acc_vs_true", "test_acc", "model_test_acc"]
+    assert exp1[acc].stack().between(0, 1).all()
+    # true-label subspaces fit the true labels better; at the input (40 images a class, 784-d)
+    # each class's subspace holds its own training images, so MASC repeats the labels it was given
+    assert (exp2.train_acc_vs_true.values > exp1.train_acc_vs_true.values).all()
+    assert exp1.train_acc_vs_corrupted[0] > 0.95 and exp2.train_acc_vs_true[0] > 0.95
+    files = results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 1, "fc1")
+    value = pd.read_csv(files["test"], index_col=0).acc_overall[0]
+    assert value == exp1.set_index("layer").test_acc["fc1"]
+    assert files["test"].parts[-6:-2] == ("results_0.8", "angle_results", "Run_1", "cor_label")
+    pca = pd.read_csv(files["pca"], index_col=0)
+    assert len(pca) == 10 and pca.number_pca_components_class.mean() == pytest.approx(exp1.k_mean[2])
+    exp2_test = results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 2, "fc2")["test"]
+    assert "angle_results_exp3" in exp2_test.parts  # the reference's name for y*-subspace results
+    per_class = pd.read_csv(results.masc_csv(trained, "MNIST", "CNN", 0.8, 1, 1, per_class=True))
+    assert len(per_class) == 5 * 10 and per_class.n_test.groupby(per_class.layer).sum().eq(300).all()
+
+
+def test_exp3_reads_the_clean_model_and_layers_add_up(trained):
+    masc_all(trained, "-exp3", "True", "--layers", "fc1")
+    masc_all(trained, "-exp3", "True", "--layers", "fc3", "flattern")
+    exp3 = pd.read_csv(results.masc_csv(trained, "MNIST", "CNN", 0.8, 1, 3))
+    assert sorted(exp3.layer) == ["fc1", "fc3", "flattern"]  # earlier layers are kept
+    clean = experiments.load_trained(trained, "MNIST", "CNN", 0.0, 1)
+    memorised = experiments.load_trained(trained, "MNIST", "CNN", 0.8, 1)
+    assert not torch.equal(clean.fc3.weight, memorised.fc3.weight)
+    assert results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 3, "fc1")["test"].exists()
+    assert "results_uncorrupted" in results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 3, "fc1")["test"].parts
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(trained, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        masc_all(tmp_path / "empty", "-exp1", "True")
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "train it first: python pytorch_training.py -corr 0.8" in error
+    checkpoint = results.final_checkpoint(results.run_dir(trained, "MNIST", "CNN", 0.8, 1))
+    checkpoint.write_bytes(b"garbage")
+    with pytest.raises(MASCError, match="unreadable"):
+        experiments.load_trained(trained, "MNIST", "CNN", 0.8, 1)
+    torch.save({"conv1.weight": torch.zeros(1)}, checkpoint)
+    with pytest.raises(MASCError, match="does not fit a CNN for MNIST"):
+        experiments.load_trained(trained, "MNIST", "CNN", 0.8, 1)
+
+
+def test_no_experiment_chosen_is_a_usage_error(trained):
+    with pytest.raises(SystemExit) as stop:
+        masc_all(trained)
+    assert stop.value.code == 2
