@@ -48,7 +48,7 @@ def test_exp1_exp2_tidy_and_reference_files(trained, capsys):
     files = results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 1, "fc1")
     value = pd.read_csv(files["test"], index_col=0).acc_overall[0]
     assert value == exp1.set_index("layer").test_acc["fc1"]
-    assert files["test"].parts[-6:-2] == ("results_0.8", "angle_results", "Run_1", "cor_label")
+    assert files["test"].parts[-5:-1] == ("results_0.8", "angle_results", "Run_1", "cor_label")
     pca = pd.read_csv(files["pca"], index_col=0)
     assert len(pca) == 10 and pca.number_pca_components_class.mean() == pytest.approx(exp1.k_mean[2])
     exp2_test = results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 2, "fc2")["test"]
