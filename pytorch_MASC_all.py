@@ -22,14 +22,11 @@ from MASC import cli, experiments  # noqa: E402
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals())
+    p = cli.parser(__doc__.split("\n")[0], globals(), readout=True)
     for n in (1, 2, 3):
         p.add_argument(f"-exp{n}", type=cli.str2bool, default=False, metavar="{True,False}")
-    p.add_argument("--threshold", type=float, default=THRESHOLD)
-    p.add_argument("--layers", nargs="+", default=LAYERS, help="layer short names (default: all)")
-    p.add_argument("--per-sample-bn", action="store_true", default=PER_SAMPLE_BN,
-                   help="ResNet BatchNorm with per-image statistics, as the reference ran it")
-    p.add_argument("--batch", type=int, default=BATCH)
+    p.add_argument("--threshold", type=float, default=THRESHOLD,
+                   help="share of each class's energy kept, or a whole number of components")
     args = p.parse_args(argv)
     exps = [n for n in (1, 2, 3) if getattr(args, f"exp{n}")]
     if not exps:

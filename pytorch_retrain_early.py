@@ -23,6 +23,8 @@ PATIENCE = 3            # epochs without a strict improvement of the validation 
 SEED = 0                # run r uses seed SEED + r: the data order
 SHUFFLE = True          # reshuffle every epoch (the reference never shuffled: use --no-shuffle)
 LAYERS = None           # None: every probed layer of the model
+PER_SAMPLE_BN = False   # the reference's ResNet quirk: BatchNorm statistics of each image alone
+BATCH = 1000            # images per forward pass of the read-out
 SUBSET = None           # None: the training samples the model was trained on
 DEVICE = "auto"
 DATA = None
@@ -33,7 +35,7 @@ from MASC import cli, retrain  # noqa: E402
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals())
+    p = cli.parser(__doc__.split("\n")[0], globals(), readout=True)
     p.add_argument("--protocol", choices=retrain.PROTOCOLS, default=PROTOCOL,
                    help="reference: test20 selects, test80 reports; clean: a noisy training hold-out "
                         "selects, the full test set reports")
@@ -46,14 +48,14 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=SEED, help="run r uses seed SEED + r")
     p.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=SHUFFLE,
                    help="the reference's fixed data order")
-    p.add_argument("--layers", nargs="+", default=LAYERS, help="layer short names (None: all)")
     args = p.parse_args(argv)
     subspaces = retrain.SUBSPACES if args.subspaces == "both" else (args.subspaces,)
     summary = retrain.retrain(
         args.dataset, args.model, args.corr, args.run, args.protocol, subspaces, out=args.out,
         root=args.data, device=args.device, threshold=args.threshold, max_epochs=args.max_epochs,
         patience=args.patience, seed=args.seed + args.run,
-        layers=args.layers, subset=args.subset, shuffle=args.shuffle)
+        layers=args.layers, subset=args.subset, shuffle=args.shuffle,
+        per_sample_bn=args.per_sample_bn, batch_size=args.batch)
     show = summary[["subspaces_from", "layer", "model_test_acc", "masc_test_acc", "best_epoch",
                     "kept_epoch", "test_acc_final", "test_acc_max", "wrong_relabelled_correctly",
                     "correct_relabelled_wrongly", "net_change", "detector_precision",

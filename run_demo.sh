@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's effect in a few minutes on a CPU: a CNN memorises MNIST labels that are 80% shuffled,
 # its own test accuracy collapses, yet MASC reads the true classes out of its layers.
-#   ./run_demo.sh            (SUBSET=2000 ./run_demo.sh for a longer, stronger run)
+#   ./run_demo.sh            (SUBSET=N ./run_demo.sh trains on N images instead of 1,000: slower)
 set -euo pipefail
 cd "$(dirname "$0")"
 SUBSET=${SUBSET:-1000}

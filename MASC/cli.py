@@ -38,11 +38,12 @@ def expand(values, every, kind):
         raise MASCError(f"bad value in {values}: {e}; give values or 'all'") from None
 
 
-def parser(description, defaults, models=MODELS, many=False):
+def parser(description, defaults, models=MODELS, many=False, readout=False):
     """An ArgumentParser with the reference flags (-corr -model -dataset -run) and ours.
 
     ``defaults`` is the calling script's dict of constants (DEVICE, DATA, OUT, SUBSET, ...);
-    ``many`` lets -corr and -run take several values or "all" (for sweeps)."""
+    ``many`` lets -corr and -run take several values or "all" (for sweeps); ``readout`` adds the
+    layer read-out flags (--layers, --per-sample-bn, --batch)."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     if many:
@@ -62,6 +63,14 @@ def parser(description, defaults, models=MODELS, many=False):
                    help="results root (models/, angle_results/, results/ go under it)")
     p.add_argument("--subset", type=int, default=defaults.get("SUBSET"),
                    help="use only the first N training samples (quick runs)")
+    if readout:
+        p.add_argument("--layers", nargs="+", default=defaults.get("LAYERS"),
+                       help="layer short names (default: every probed layer)")
+        p.add_argument("--per-sample-bn", action="store_true",
+                       default=defaults.get("PER_SAMPLE_BN", False),
+                       help="ResNet BatchNorm with per-image statistics, as the reference ran it")
+        p.add_argument("--batch", type=int, default=defaults.get("BATCH", 1000),
+                       help="images per forward pass of the read-out")
     return p
 
 

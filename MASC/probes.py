@@ -27,7 +27,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis, QuadraticD
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
-from . import data, experiments, readout, results
+from . import cli, data, experiments, readout, results
 from .corruption import LABELLINGS
 from .errors import MASCError
 from .masc import MinimumAngleSubspaceClassifier, accuracy
@@ -374,6 +374,20 @@ def layer_activations(out, dataset, model, p, run, root=None, device="cpu", laye
                                     per_sample_bn)
     return Activations(train, test, labels.corrupted[rows], labels.true[rows], test_split.labels.numpy(),
                        accuracy(network, test_split.labels))
+
+
+def each_run(args, device, log=print):
+    """``(corrupt, run, activations, ids)`` for every trained run a script's flags name
+    (-corr / -run lists or "all"; the read-out flags of :func:`MASC.cli.parser`)."""
+    for corrupt in cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption):
+        for run in cli.expand(args.run, cli.RUNS, int):
+            log(f"{args.dataset} {args.model} p={corrupt} run {run}: reading the layers out ({device})")
+            acts = layer_activations(args.out, args.dataset, args.model, corrupt, run, args.data,
+                                     device, args.layers, args.subset, args.test_subset,
+                                     args.per_sample_bn, args.batch)
+            ids = {"dataset": args.dataset, "model": args.model, "corrupt": corrupt, "run": run,
+                   "seed": run_seed(args.out, args.dataset, args.model, corrupt, run)}
+            yield corrupt, run, acts, ids
 
 
 def run_seed(out, dataset, model, p, run):

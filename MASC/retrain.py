@@ -150,16 +150,20 @@ def reference_dir(out, dataset, model, p):
             / f"results_{results.p_str(p)}")
 
 
-def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshold):
+def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshold,
+                per_sample_bn=False, batch_size=readout.BATCH):
     """MASC per (labelling, layer) fitted on ``fit_split`` with the labellings ``given``.
 
     Returns ``(table, estimators, model_acc)``: one row per (labelling, layer) with MASC's
     accuracy on the validation and test sets and whether the layer is chosen (the first best on
     validation, in layer order), and the network's own (val, test) accuracy."""
     estimators, _ = readout.fit_masc(net, fit_split, given, dataset, layers, device, threshold,
+                                     batch_size, per_sample_bn,
                                      classes=range(data.info(dataset).num_classes))
-    val_pred, net_val, _ = readout.predict(net, splits.val.images, estimators, dataset, device)
-    test_pred, net_test, _ = readout.predict(net, splits.test.images, estimators, dataset, device)
+    val_pred, net_val, _ = readout.predict(net, splits.val.images, estimators, dataset, device,
+                                           batch_size, per_sample_bn)
+    test_pred, net_test, _ = readout.predict(net, splits.test.images, estimators, dataset, device,
+                                             batch_size, per_sample_bn)
     table = pd.DataFrame([{"subspaces_from": s, "layer": layer,
                            "k_mean": float(est.n_components_.mean()),
                            "masc_val_acc": accuracy(val_pred[s, layer], splits.val.labels),
@@ -173,7 +177,7 @@ def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshol
 
 def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, out=".", root=None,
             device="auto", threshold=0.99, max_epochs=30, patience=3, seed=None, layers=None,
-            subset=None, shuffle=True, log=print):
+            subset=None, shuffle=True, per_sample_bn=False, batch_size=readout.BATCH, log=print):
     """Relabel with MASC and fine-tune the memorised model of a run, once per subspace labelling.
 
     ``seed`` (default: the run index) fixes the fine-tuning's data order.
@@ -197,11 +201,13 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
         f"samples, {len(splits.val)} validation, {len(splits.test)} test ({device})")
     given = {"corrupted": corrupted, "original": true}
     table, estimators, (model_val_acc, model_test_acc) = masc_layers(
-        net, fit_split, {s: given[s] for s in subspaces}, splits, dataset, layers, device, threshold)
+        net, fit_split, {s: given[s] for s in subspaces}, splits, dataset, layers, device, threshold,
+        per_sample_bn, batch_size)
     chosen = table[table.chosen]
     relabels, _, _ = readout.predict(net, fit_split.images,
                                      {(c.subspaces_from, c.layer): estimators[c.subspaces_from, c.layer]
-                                      for c in chosen.itertuples()}, dataset, device)
+                                      for c in chosen.itertuples()}, dataset, device, batch_size,
+                                     per_sample_bn)
     ids = {"dataset": dataset, "model": model, "corrupt": p, "run": run, "protocol": protocol,
            "seed": seed}
     summaries, epochs, histories = [], [], {}

@@ -91,9 +91,13 @@ class Stack:
         """Logits (K, B, classes) for inputs (K, B, ...) or, with ``shared``, one (B, ...) for all."""
         if self.vectorize:
             return vmap(self._call, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
+        # unbind, not indexing: its backward stacks the K gradients once, where K index views
+        # would each add a full (K, ...) gradient
+        params = {n: p.unbind(0) for n, p in self.params.items()}
+        buffers = {n: b.unbind(0) for n, b in self.buffers.items()}
         return torch.stack([
-            self._call({n: p[k] for n, p in self.params.items()},
-                       {n: b[k] for n, b in self.buffers.items()}, x if shared else x[k])
+            self._call({n: p[k] for n, p in params.items()}, {n: b[k] for n, b in buffers.items()},
+                       x if shared else x[k])
             for k in range(self.size)])
 
     def train(self, mode=True):
@@ -324,13 +328,14 @@ def _write_history(out, run, history):
                       / f"{results.p_str(run.corrupt)}_Run_{run.run}.csv")
 
 
-def train(runs, out=".", root=None, device="auto", graphs=None, progress=True, log=tqdm.write,
-          **schedule):
+def train(runs, out=".", root=None, device="auto", graphs=None, stack=None, progress=True,
+          log=tqdm.write, **schedule):
     """Train ``runs`` (one dataset and model, any corruption degrees and seeds) to the reference
     stop rule, resuming from saved progress; returns ``{run: final checkpoint path}``.
 
     ``schedule``: the fields of :class:`Schedule` (epochs, subset, test_subset, shuffle, ...);
-    ``graphs``: capture the step as a CUDA graph (default: on CUDA)."""
+    ``graphs``: capture the step as a CUDA graph; ``stack``: train the runs together as one stack
+    (both default to on with CUDA; on a CPU, stacking saves nothing and runs go one by one)."""
     if not runs:
         return {}
     if len({(r.dataset, r.model) for r in runs}) != 1:
@@ -375,8 +380,11 @@ def train(runs, out=".", root=None, device="auto", graphs=None, progress=True, l
     def start_epoch(member):
         return member[1]["epoch"] if member[1] else 0
 
+    stack = device.type == "cuda" if stack is None else stack
     for start, members in groupby(sorted(todo, key=start_epoch), key=start_epoch):
-        done.update(_train_group(list(members), start, session))
+        members = list(members)
+        for group in [members] if stack else [[m] for m in members]:
+            done.update(_train_group(group, start, session))
     return done
 
 

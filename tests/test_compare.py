@@ -152,7 +152,6 @@ def test_plotting_scripts_write_every_figure(tmp_path, capsys):
     write_results(tmp_path)
     folder = tmp_path / "plots"
     script("Compare_experiments/plotting/make_plots.py").main(["--out", str(tmp_path), "--plots", str(folder)])
-    script("Compare_experiments/plotting/table_values.py").main(["--out", str(tmp_path), "--plots", str(folder)])
     names = {p.name for p in folder.iterdir()}
     for kind in ("ACCURACY", "COST", "SENSITIVITY"):
         assert {f"{kind}_MNIST_CNN.png", f"{kind}_MNIST_CNN.pdf"} <= names

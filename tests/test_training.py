@@ -99,7 +99,7 @@ def test_stacked_runs_equal_separate_runs_and_stop_on_their_own(tmp_path, small_
     target = (clean[1] + noisy.max()) / 2  # the p=0 run stops by epoch 2, the p=1 run never
     assert clean[1] > noisy.max()
     set_target(monkeypatch, target)
-    train(runs, tmp_path / "stacked", epochs=4)
+    train(runs, tmp_path / "stacked", epochs=4, stack=True)
     for run in runs:
         train([run], tmp_path / "alone", epochs=4)
         pd.testing.assert_frame_equal(history(tmp_path / "stacked", run), history(tmp_path / "alone", run))
@@ -142,3 +142,20 @@ def test_epoch_order_is_seeded_and_device_independent():
     assert torch.equal(a, b) and not torch.equal(a, training.epoch_order(3, 8, 100))
     assert torch.equal(training.epoch_order(3, 7, 100, shuffle=False), torch.arange(100))
     assert sorted(a.tolist()) == list(range(100))
+
+
+def test_sweep_form_of_the_script_writes_every_run(tmp_path, small_test_set, capsys):
+    import pytorch_training
+
+    pytorch_training.main(["-corr", "0.0", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1",
+                           "2", "--subset", "200", "--epochs", "1", "--device", "cpu", "--out",
+                           str(tmp_path)])
+    for p in (0.0, 0.8):
+        for r in (1, 2):
+            assert results.accuracy_csv(tmp_path, "MNIST", "CNN", p, r).exists()
+            assert (results.run_dir(tmp_path, "MNIST", "CNN", p, r) / "model_0.pth").exists()
+    assert capsys.readouterr().out.count("model_0.pth") == 4
+    from MASC import cli
+    assert cli.expand(["all"], cli.CORRUPTIONS, cli.corruption) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    with pytest.raises(MASCError, match="bad value"):
+        cli.expand(["0.5", "x"], cli.CORRUPTIONS, cli.corruption)

@@ -1,4 +1,4 @@
-"""Figures of the Compare_experiments results (PNG and PDF), one set per model and dataset found.
+"""Figures (PNG and PDF) and the summary table of the results, one set per model and dataset found.
 
     python Compare_experiments/plotting/make_plots.py [--out RESULTS_ROOT] [--plots FOLDER]
 
@@ -6,7 +6,11 @@ Reads results/probes, results/masc and results/sensitivity under --out and write
 {ds}_{model}: ACCURACY_{ds}_{model} (test accuracy vs layer: a column per corruption degree, a row per
 training labelling, every probe and MASC, the network's final test accuracy dashed),
 SENSITIVITY_{ds}_{model} (MASC per threshold, mean and 95% t-interval over seeds) and
-COST_{ds}_{model} (fit and predict seconds and GFLOPs per probe and layer).
+COST_{ds}_{model} (fit and predict seconds and GFLOPs per probe and layer); and the paper's
+summary table (Table_values) as table_values.csv (fractions) and table_values.md (%): per
+(dataset, model, p) the network's final test accuracy, the best test accuracy it reached at any
+epoch of training, and the best layer's MASC test accuracy with corrupted and original-label
+subspaces (max over layers of the mean over runs).
 """
 # Defaults: edit them here or override them on the command line.
 OUT = "."             # results root (the --out of the experiment scripts)
@@ -44,6 +48,12 @@ def main(argv=None):
     if not written:
         raise MASCError(f"no result CSVs under {Path(args.out, 'results')} (probes, masc, "
                         f"sensitivity); run an experiment first, or pass its --out")
+    table = plots.summary_table(acc, args.out) if len(acc) else None
+    if table is not None and not table.empty:
+        written.append(results.write_csv(table, Path(args.plots) / "table_values.csv"))
+        (Path(args.plots) / "table_values.md").write_text(plots.markdown(table))
+        written.append(Path(args.plots) / "table_values.md")
+        print(plots.markdown(table), end="")
     for path in written:
         print(path)
 

@@ -46,29 +46,19 @@ def summarise(folder):
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals(), many=True)
+    p = cli.parser(__doc__.split("\n")[0], globals(), many=True, readout=True)
     p.add_argument("--thresholds", nargs="+", type=float, default=THRESHOLDS,
                    help="shares in (0, 1) and/or whole numbers of components (1 = '1 PC')")
     p.add_argument("--labels", nargs="+", default=LABELS, choices=LABELLINGS)
-    p.add_argument("--layers", nargs="+", default=LAYERS, help="layer short names (default: all)")
     p.add_argument("--test-subset", type=int, default=TEST_SUBSET, help="first N test images only")
-    p.add_argument("--per-sample-bn", action="store_true", default=PER_SAMPLE_BN)
-    p.add_argument("--batch", type=int, default=BATCH)
     args = p.parse_args(argv)
     device = pick_device(args.device)
     folder = results.tidy_dir(args.out, "sensitivity", args.dataset, args.model)
-    for corrupt in cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption):
-        for run in cli.expand(args.run, cli.RUNS, int):
-            print(f"{args.dataset} {args.model} p={corrupt} run {run}: reading the layers out ({device})")
-            acts = probes.layer_activations(args.out, args.dataset, args.model, corrupt, run,
-                                            args.data, device, args.layers, args.subset,
-                                            args.test_subset, args.per_sample_bn, args.batch)
-            ids = {"dataset": args.dataset, "model": args.model, "corrupt": corrupt, "run": run,
-                   "seed": probes.run_seed(args.out, args.dataset, args.model, corrupt, run)}
-            frame = pd.concat([probes.evaluate(acts, {"MASC": lambda t=t: probes.make("MASC", device, t)},
-                                               ids, args.labels).assign(threshold=t)
-                               for t in args.thresholds], ignore_index=True)
-            print(f"results: {results.write_csv(frame, folder / results.p_str(corrupt) / f'Run_{run}.csv')}")
+    for corrupt, run, acts, ids in probes.each_run(args, device):
+        frame = pd.concat([probes.evaluate(acts, {"MASC": lambda t=t: probes.make("MASC", device, t)},
+                                           ids, args.labels).assign(threshold=t)
+                           for t in args.thresholds], ignore_index=True)
+        print(f"results: {results.write_csv(frame, folder / results.p_str(corrupt) / f'Run_{run}.csv')}")
     print(f"summary: {summarise(folder)}")
 
 

@@ -34,30 +34,20 @@ KEYS = ["probe", "labels_from", "layer"]
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals(), many=True)
+    p = cli.parser(__doc__.split("\n")[0], globals(), many=True, readout=True)
     p.add_argument("--probes", nargs="+", default=PROBES, choices=list(probes.PROBES))
     p.add_argument("--labels", nargs="+", default=LABELS, choices=LABELLINGS)
     p.add_argument("--threshold", type=float, default=THRESHOLD)
-    p.add_argument("--layers", nargs="+", default=LAYERS, help="layer short names (default: all)")
     p.add_argument("--test-subset", type=int, default=TEST_SUBSET, help="first N test images only")
-    p.add_argument("--per-sample-bn", action="store_true", default=PER_SAMPLE_BN)
-    p.add_argument("--batch", type=int, default=BATCH)
     args = p.parse_args(argv)
     device = pick_device(args.device)
     factories = {name: (lambda name=name: probes.make(name, device, args.threshold))
                  for name in args.probes}
-    for corrupt in cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption):
-        for run in cli.expand(args.run, cli.RUNS, int):
-            print(f"{args.dataset} {args.model} p={corrupt} run {run}: reading the layers out ({device})")
-            acts = probes.layer_activations(args.out, args.dataset, args.model, corrupt, run,
-                                            args.data, device, args.layers, args.subset,
-                                            args.test_subset, args.per_sample_bn, args.batch)
-            ids = {"dataset": args.dataset, "model": args.model, "corrupt": corrupt, "run": run,
-                   "seed": probes.run_seed(args.out, args.dataset, args.model, corrupt, run)}
-            frame = probes.evaluate(acts, factories, ids, args.labels)
-            path = results.tidy_dir(args.out, "probes", args.dataset, args.model) \
-                / results.p_str(corrupt) / f"Run_{run}.csv"
-            print(f"results: {results.merge_csv(frame, path, KEYS)}")
+    for corrupt, run, acts, ids in probes.each_run(args, device):
+        frame = probes.evaluate(acts, factories, ids, args.labels)
+        path = results.tidy_dir(args.out, "probes", args.dataset, args.model) \
+            / results.p_str(corrupt) / f"Run_{run}.csv"
+        print(f"results: {results.merge_csv(frame, path, KEYS)}")
 
 
 if __name__ == "__main__":
