@@ -5,6 +5,8 @@ import torch
 
 from MASC import MinimumAngleSubspaceClassifier as MASC
 from MASC.errors import MASCError
+from conftest import DATA
+from MASC import models
 from naive_masc import naive_angles, naive_fit, naive_predict
 
 
@@ -119,3 +121,27 @@ def test_ties_go_to_the_lowest_class():
     clf = MASC(1).fit(torch.cat([X, X]), torch.tensor([0, 1, 2, 3]))
     # classes 0 and 2 share the subspace span{e1}; classes 1 and 3 span{e2}
     assert clf.predict(torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])).tolist() == [0, 1, 0]
+
+
+@pytest.mark.skipif(not (DATA / "MNIST" / "raw" / "train-labels-idx1-ubyte").exists(),
+                    reason="real MNIST absent: run `python -m MASC.data fetch MNIST`")
+def test_same_as_naive_on_real_activations_of_a_trained_cnn():
+    from MASC import data, readout, training
+
+    split = data.load("MNIST", DATA, True).first(1200)
+    run = training.Run("MNIST", "CNN", 0.8, 1, seed=1)
+    labels = torch.as_tensor(training.training_labels(split.labels.numpy(), run, 10))
+    torch.manual_seed(run.seed)
+    group = training._Group([run], [models.build("CNN", "MNIST")], [None], labels[None],
+                            split.first(1000), False, False)
+    for epoch in range(3):
+        group.train_epoch(epoch, True)
+    net = models.build("CNN", "MNIST")
+    net.load_state_dict(group.stack.state_dict(0))
+    acts, _ = readout.collect(net, split.images, "MNIST")
+    for layer, A in acts.items():  # 100 vectors a class: D > N_c for input and flattern
+        X, T, y = A[:1000], A[1000:], labels[:1000]
+        subspaces = naive_fit(X, y, 10)
+        ours = MASC().fit(X, y)
+        assert list(ours.n_components_) == [len(V) for V in subspaces], layer
+        assert torch.equal(ours.predict(T), naive_predict(subspaces, T)), layer
