@@ -20,6 +20,7 @@ from . import models, results  # noqa: E402
 from .corruption import LABELLINGS  # noqa: E402
 
 RUN_KEYS = ["dataset", "model", "corrupt", "run"]
+IN_WORDS = {"corrupted": "corrupted labels", "original": "true labels"}
 PROBE_ORDER = ["MASC", "LogReg", "NCM", "kNN", "LDA", "QDA"]
 COLOURS = {"MASC": "black", "LogReg": "tab:blue", "NCM": "tab:orange", "kNN": "tab:green",
            "LDA": "tab:red", "QDA": "tab:purple"}
@@ -168,7 +169,7 @@ def accuracy_figure(acc, dataset, model):
             _layer_axis(ax, layers)
             if i == 0:
                 ax.set_title(f"p = {corrupt:g}")
-        axes[i, 0].set_ylabel(f"test accuracy\nfitted on {labels} labels")
+        axes[i, 0].set_ylabel(f"test accuracy\nfitted on {IN_WORDS[labels]}")
     _legend(fig, axes)
     runs = acc.groupby("corrupt").run.nunique()
     count = f"{runs.min()}" if runs.min() == runs.max() else f"{runs.min()}-{runs.max()}"
@@ -201,7 +202,7 @@ def sensitivity_figure(summary, dataset, model, labels="corrupted"):
         ax.set_ylim(0, 1.02)
         ax.set_title(f"p = {corrupt:g}")
         _layer_axis(ax, layers)
-    axes[0, 0].set_ylabel(f"MASC test accuracy\n({labels}-label subspaces)")
+    axes[0, 0].set_ylabel(f"MASC test accuracy\n(subspaces from {IN_WORDS[labels]})")
     _legend(fig, axes)
     n = summary.n_runs
     fig.suptitle(f"{model} on {dataset}: MASC threshold and seed sensitivity\nmean and 95% "
@@ -227,7 +228,7 @@ def cost_figure(acc, dataset, model, labels="corrupted"):
         _layer_axis(ax, layers)
     n_test = acc.n_test.max() if "n_test" in acc else math.nan
     _legend(fig, axes)
-    fig.suptitle(f"{model} on {dataset}: cost per probe ({labels}-label fits, {n_test:g} test rows; "
+    fig.suptitle(f"{model} on {dataset}: cost per probe (fits on {IN_WORDS[labels]}, {n_test:g} test rows; "
                  f"zero values, e.g. k-NN's fit FLOPs, not drawn)")
     return fig
 
