@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import results
 from .errors import MASCError
 
 DATA_ENV = "MASC_DATA"
@@ -222,7 +223,7 @@ def _load_tiny_imagenet(name, root, train):
     from tqdm import tqdm
 
     images = torch.stack([ds[i][0] for i in tqdm(range(len(ds)), desc=f"decoding {folder}")])
-    _atomic_torch_save((images, labels), cache)
+    results.save_torch((images, labels), cache)
     return Split(images, labels)
 
 
@@ -243,12 +244,6 @@ def regroup_tiny_imagenet_val(base):
             src.rename(val / wnid / "images" / file)
     if not any(flat.iterdir()):
         flat.rmdir()
-
-
-def _atomic_torch_save(obj, path):
-    tmp = Path(f"{path}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------

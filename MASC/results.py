@@ -80,6 +80,28 @@ def merge_csv(frame, path, keys):
     return write_csv(frame, path)
 
 
+def save_torch(obj, path):
+    """``torch.save`` atomically (a checkpoint is never half written); returns the path."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def save_checkpoint(weights, folder, epochs):
+    """A model's final weights after ``epochs`` epochs as ``model_{epochs - 1}.pth`` (the
+    reference's 0-based name); any other ``model_*.pth`` in the folder goes. Returns the path."""
+    path = save_torch(weights, Path(folder) / f"model_{epochs - 1}.pth")
+    for old in Path(folder).glob("model_*.pth"):
+        if old != path and checkpoint_epoch(old) is not None:
+            old.unlink()
+    return path
+
+
 def write_single_value(value, path, column="acc_overall"):
     """The reference's one-row CSV (``,acc_overall`` with a pandas index)."""
     return write_csv(pd.DataFrame({column: [value]}), path, index=True)

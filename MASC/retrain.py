@@ -221,7 +221,7 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
             training.Run(dataset, model, p, run, seed), device, max_epochs, patience, shuffle,
             restore_best=protocol == "clean", log=log)
         kept_epoch = stopper.best_epoch if protocol == "clean" else len(history)
-        _save_checkpoint(weights, checkpoint_dir(out, dataset, model, p, run, s, protocol), kept_epoch)
+        results.save_checkpoint(weights, checkpoint_dir(out, dataset, model, p, run, s, protocol), kept_epoch)
         frame = pd.DataFrame(history, columns=["epoch", "train", "val", "test"])
         histories[s] = frame
         epochs.append(pd.DataFrame({**ids, "subspaces_from": s, "layer": c.layer,
@@ -245,16 +245,6 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
         _write_reference(out, dataset, model, p, run, memorised_epoch, table, histories,
                          model_test_acc, summary)
     return summary
-
-
-def _save_checkpoint(weights, folder, epoch):
-    """The kept weights as ``model_{epoch - 1}.pth`` (0-based, as in training); older ones go."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"model_{epoch - 1}.pth"
-    data._atomic_torch_save(weights, path)
-    for old in folder.glob("model_*.pth"):
-        if old != path and results.checkpoint_epoch(old) is not None:
-            old.unlink()
 
 
 def _write_reference(out, dataset, model, p, run, memorised_epoch, layer_table, histories,

@@ -305,13 +305,9 @@ class _Session:
         state = {"config": self.schedule.config(run), "epoch": epoch, "history": history,
                  "reached_target": reached_target, "model": weights,
                  "optimiser": group.optimiser_state(k)}
-        data._atomic_torch_save(state, folder / "progress.pt")
+        results.save_torch(state, folder / "progress.pt")
         if final:
-            checkpoint = folder / f"model_{epoch - 1}.pth"
-            data._atomic_torch_save(weights, checkpoint)
-            for old in folder.glob("model_*.pth"):
-                if old != checkpoint and results.checkpoint_epoch(old) is not None:
-                    old.unlink()
+            results.save_checkpoint(weights, folder, epoch)
         _write_history(self.out, run, history)
 
 
@@ -369,8 +365,8 @@ def train(runs, out=".", root=None, device="auto", graphs=None, stack=None, prog
         RunLabels(corrupted, true_labels[:n], holdout).save(session.folder(run) / "labels.npz")
         if state and (state["reached_target"] or state["epoch"] >= schedule.epochs):
             final = session.folder(run) / f"model_{state['epoch'] - 1}.pth"
-            if not final.exists():
-                data._atomic_torch_save(state["model"], final)
+            if not final.exists():  # deleted: written again from the saved progress
+                results.save_checkpoint(state["model"], session.folder(run), state["epoch"])
             done[run] = final
             log(f"{dataset} {model} p={run.corrupt} run {run.run}: already trained "
                 f"({state['epoch']} epochs), checkpoint {final}")
