@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, requires_mnist
-from MASC import plots, results, training
+from MASC import plots, training
 
 
 def script(path):
