@@ -342,7 +342,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m MASC.data", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fetch", help="download datasets into the data folder and verify them")
-    p.add_argument("names", nargs="*", default=["MNIST", "FashionMNIST"], metavar="DATASET", help=f"any of {', '.join(DATASETS)} (default: MNIST FashionMNIST)")
+    p.add_argument("names", nargs="*", default=["MNIST", "FashionMNIST"], metavar="DATASET",
+                   help=f"any of {', '.join(DATASETS)} (default: MNIST FashionMNIST)")
     p.add_argument("--data", default=None, help=f"data folder (default: ${DATA_ENV} or ./data)")
     args = parser.parse_args(argv)
     try:

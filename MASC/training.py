@@ -286,7 +286,8 @@ class _Session:
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:
-            raise MASCError(f"cannot read {path} ({type(e).__name__}); delete it to restart the run") from None
+            raise MASCError(f"cannot read {path} ({type(e).__name__}); delete it to restart the "
+                            f"run") from None
         saved, wanted = state.get("config", {}), self.schedule.config(run)
         if saved != wanted:
             diff = ", ".join(f"{k} {saved.get(k)!r} (now {v!r})" for k, v in wanted.items()
