@@ -44,6 +44,11 @@ class RunLabels:
         """The rows the model was trained on."""
         return np.setdiff1d(np.arange(len(self.true)), self.holdout)
 
+    def training(self, split):
+        """(images of the trained-on rows of ``split``, their corrupted labels, their true ones)."""
+        rows = self.train_rows
+        return split.take(rows), self.corrupted[rows], self.true[rows]
+
     def save(self, path):
         """Write them next to a checkpoint (npz, atomically)."""
         path = Path(path)

@@ -62,16 +62,16 @@ def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="a
     device = pick_device(device)
     spec = data.info(dataset)
     train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False)
+    class_masks = [test_split.labels == c for c in range(spec.num_classes)]
     frames = []
     for model_p, group in ((p, [e for e in exps if e in (1, 2)]), (0.0, [e for e in exps if e == 3])):
         if not group:
             continue
         net = load_trained(out, dataset, model, model_p, run)
         labels = run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
-        rows = labels.train_rows
-        corrupted, true = labels.corrupted[rows], labels.true[rows]
-        split = train_split.take(rows)
-        labellings = {SUBSPACES[e]: {"corrupted": corrupted, "original": true}[SUBSPACES[e]] for e in group}
+        split, corrupted, true = labels.training(train_split)
+        given = {"corrupted": corrupted, "original": true}
+        labellings = {SUBSPACES[e]: given[SUBSPACES[e]] for e in group}
         log(f"{dataset} {model} run {run}: MASC on the model trained at p={model_p} "
             f"(exp{'+'.join(map(str, group))}, {len(split)} training samples, {device})")
         estimators, fit_seconds = readout.fit_masc(
@@ -98,8 +98,7 @@ def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="a
                        "n_train": len(split), "fit_seconds": round(fit_seconds[key], 4),
                        "predict_seconds": round(train_seconds[key] + test_seconds[key], 4)}
                 rows.append(row)
-                for c in range(spec.num_classes):
-                    mask = test_split.labels == c
+                for c, mask in enumerate(class_masks):
                     per_class.append({**{f: row[f] for f in ("dataset", "model", "corrupt", "run",
                                                              "exp", "subspaces_from", "layer")},
                                       "class": c, "n_test": int(mask.sum()),

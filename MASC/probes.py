@@ -292,11 +292,6 @@ def make(name, device="cpu", threshold=0.99):
     return PROBES[name](device=device) if name in TORCH_PROBES else PROBES[name]()
 
 
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def evaluate(acts, probes, ids, labellings=LABELLINGS, log=print):
     """Fit every probe on every layer with each labelling of the training rows; score on the test
     rows. ``probes``: {name: zero-argument factory}; ``ids``: identifying columns of every row.
@@ -334,7 +329,7 @@ def _fit_and_score(probe, X, y, T, t):
     try:
         tic = time.perf_counter()
         probe.fit(X, y)
-        _sync()
+        readout.sync("cuda")
         fit_seconds = time.perf_counter() - tic
         tic = time.perf_counter()
         pred = probe.predict(T)
@@ -367,12 +362,12 @@ def layer_activations(out, dataset, model, p, run, root=None, device="cpu", laye
     train_split = data.load(dataset, root, True)
     test_split = data.load(dataset, root, False).first(test_subset)
     labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
-    rows = labels.train_rows
-    train, _ = readout.collect(net, train_split.take(rows).images, dataset, layers, device,
-                               batch_size, per_sample_bn)
+    trained_on, corrupted, true = labels.training(train_split)
+    train, _ = readout.collect(net, trained_on.images, dataset, layers, device, batch_size,
+                               per_sample_bn)
     test, network = readout.collect(net, test_split.images, dataset, layers, device, batch_size,
                                     per_sample_bn)
-    return Activations(train, test, labels.corrupted[rows], labels.true[rows], test_split.labels.numpy(),
+    return Activations(train, test, corrupted, true, test_split.labels.numpy(),
                        accuracy(network, test_split.labels))
 
 

@@ -40,8 +40,9 @@ def per_sample_batchnorm(model):
     return model
 
 
-def _sync(device):
-    if torch.device(device).type == "cuda":
+def sync(device):
+    """Wait for a CUDA device's queued work (so that a clock reads its time); else nothing."""
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
@@ -73,12 +74,12 @@ def fit_masc(model, split, labellings, dataset, layers=None, device="cpu", thres
         for (name, layer), est in estimators.items():
             tic = time.perf_counter()
             est.partial_fit(acts[layer], labellings[name][rows], classes=classes)
-            _sync(device)
+            sync(device)
             seconds[name, layer] += time.perf_counter() - tic
     for key, est in estimators.items():
         tic = time.perf_counter()
         est.solve()
-        _sync(device)
+        sync(device)
         seconds[key] += time.perf_counter() - tic
     return estimators, seconds
 
