@@ -1,4 +1,4 @@
-"""Training: K runs of one (model, dataset) at once, as stacked parameters and one vmapped step.
+"""Training: K runs of one (model, dataset) at once, as stacked parameters and one grouped step.
 
 A single run is a stack of one. Each run has its own corrupted labels (degree p), its own seed
 (initial weights and data order) and its own stop: once its running train accuracy reaches the
@@ -6,11 +6,10 @@ dataset's target, or the epoch cap, its checkpoint and CSV are written exactly a
 write them, and it leaves the stack. The optimiser is the reference's (Adam or SGD with momentum,
 spec section 4) over the stacked tensors: both update every element independently, so each model
 gets exactly its own optimiser's update. On CUDA the whole step (gather, forward, backward,
-optimiser) is captured as a CUDA graph; on CPU it runs eagerly.
+optimiser) is captured as a CUDA graph; on CPU it runs eagerly. :mod:`MASC.stacking` runs the K
+models as one.
 """
-import copy
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from itertools import groupby
 
@@ -18,12 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
 from . import data, models, results
 from .corruption import REFERENCE_SEED, RunLabels, corrupt_labels, holdout_rows
 from .errors import MASCError
+from .stacking import Stack
 
 EVAL_BATCH = 2000
 
@@ -67,57 +66,6 @@ def training_labels(true_labels, run, num_classes):
     return corrupt_labels(true_labels, run.corrupt, num_classes, seed=run.label_seed)
 
 
-class Stack:
-    """K models of one architecture as stacked parameters (K, ...).
-
-    ``vectorize`` runs the K models as one ``vmap``-ed call (few large kernels: the GPU way);
-    otherwise they run one after another on views of the stacked tensors (the CPU way, where
-    vmap's grouped kernels are slower than K plain ones). Both compute the same function.
-    """
-
-    def __init__(self, nets, vectorize):
-        self.vectorize = vectorize
-        self.base = copy.deepcopy(nets[0]).to("meta")
-        self.keys = list(nets[0].state_dict())
-        params, buffers = stack_module_state(nets)
-        self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
-        self.buffers = buffers
-        self.size = len(nets)
-
-    def _call(self, params, buffers, x):
-        return functional_call(self.base, (params, buffers), (x,))
-
-    def __call__(self, x, shared=False):
-        """Logits (K, B, classes) for inputs (K, B, ...) or, with ``shared``, one (B, ...) for all."""
-        if self.vectorize:
-            return vmap(self._call, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
-        # unbind, not indexing: its backward stacks the K gradients once, where K index views
-        # would each add a full (K, ...) gradient
-        params = {n: p.unbind(0) for n, p in self.params.items()}
-        buffers = {n: b.unbind(0) for n, b in self.buffers.items()}
-        return torch.stack([
-            self._call({n: p[k] for n, p in params.items()}, {n: b[k] for n, b in buffers.items()},
-                       x if shared else x[k])
-            for k in range(self.size)])
-
-    def train(self, mode=True):
-        self.base.train(mode)
-
-    def state_dict(self, k):
-        """Model k's state_dict with the usual keys, on the CPU."""
-        merged = {**self.params, **self.buffers}
-        return OrderedDict((key, merged[key][k].detach().to("cpu", copy=True)) for key in self.keys)
-
-    def select(self, keep):
-        """A new Stack holding only models ``keep`` (a list of indices)."""
-        new = copy.copy(self)
-        index = torch.tensor(keep, device=next(iter(self.params.values())).device)
-        new.params = {k: v.detach().index_select(0, index).requires_grad_() for k, v in self.params.items()}
-        new.buffers = {k: v.index_select(0, index) for k, v in self.buffers.items()}
-        new.size = len(keep)
-        return new
-
-
 def _optimiser_state(optimiser, names, k):
     """Model k's slice of a stacked optimiser's state, keyed by parameter name."""
     state = {}
@@ -141,14 +89,14 @@ def _load_optimiser_state(optimiser, names, states):
 class _Group:
     """The runs trained together from one starting epoch: stack, optimiser, step function."""
 
-    def __init__(self, runs, nets, states, labels, train_split, use_graphs, bf16):
+    def __init__(self, runs, nets, states, labels, train_split, use_graphs, bf16, channels_last=True):
         self.runs, self.labels, self.split = runs, labels, train_split
         self.device = train_split.images.device
         self.model = runs[0].model
         self.dataset = runs[0].dataset
         self.batch = models.batch_size(self.model, self.dataset)
         self.use_graphs, self.bf16 = use_graphs, bf16
-        self.stack = Stack(nets, vectorize=self.device.type == "cuda")
+        self.stack = Stack(nets, channels_last)
         self._new_optimiser([s["optimiser"] if s else {} for s in states])
 
     def _new_optimiser(self, states):

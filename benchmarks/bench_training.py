@@ -64,7 +64,7 @@ def reference_style(model_name, root, n_train, n_test, device):
     return time.perf_counter() - tic
 
 
-def ours(model_name, train_split, test_split, k, device, graphs, bf16):
+def ours(model_name, train_split, test_split, k, device, graphs, bf16, channels_last):
     """Seconds of one epoch + test pass of k stacked runs with our engine."""
     runs = [training.Run("MNIST", model_name, 0.8, r, seed=r) for r in range(1, k + 1)]
     nets = []
@@ -72,7 +72,7 @@ def ours(model_name, train_split, test_split, k, device, graphs, bf16):
         torch.manual_seed(run.seed)
         nets.append(models.build(model_name, "MNIST").to(device))
     labels = torch.stack([train_split.labels] * k)
-    group = training._Group(runs, nets, [None] * k, labels, train_split, graphs, bf16)
+    group = training._Group(runs, nets, [None] * k, labels, train_split, graphs, bf16, channels_last)
     group.train_epoch(0, True)  # warm-up (captures the CUDA graphs)
     group.evaluate(test_split)
     sync(device)
@@ -95,6 +95,8 @@ def main():
     p.add_argument("--ks", type=int, nargs="+", default=[1, 6], help="stack sizes to time")
     p.add_argument("--bf16", action="store_true", help="also time bf16 autocast")
     p.add_argument("--no-graphs", action="store_true", help="eager steps on CUDA too")
+    p.add_argument("--nchw", action="store_true",
+                   help="also time the stacks with NCHW feature maps (default: channels_last only)")
     args = p.parse_args()
     device = training.pick_device(args.device)
     root = str(data.data_root(args.data))
@@ -107,20 +109,21 @@ def main():
     per_model = args.train_images + args.test_images
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; {args.train_images} train + {args.test_images} test images per model")
-    print(f"{'model':6} {'configuration':34} {'seconds':>8} {'images/s':>11} {'vs reference':>12}")
+    print(f"{'model':6} {'configuration':46} {'seconds':>8} {'images/s':>11} {'vs reference':>12}")
     graphs = device.type == "cuda" and not args.no_graphs
     for model_name in args.models:
         n_ref = args.reference_images or args.train_images
         base = reference_style(model_name, root, n_ref, args.test_images, device)
         base_rate = (n_ref + args.test_images) / base
-        print(f"{model_name:6} {'reference style (DataLoader)':34} {base:8.2f} {base_rate:11,.0f} {1:12.2f}")
-        variants = [(k, False) for k in args.ks] + ([(k, True) for k in args.ks] if args.bf16 else [])
-        for k, bf16 in variants:
-            seconds = ours(model_name, train_split, test_split, k, device, graphs, bf16)
+        print(f"{model_name:6} {'reference style (DataLoader)':46} {base:8.2f} {base_rate:11,.0f} {1:12.2f}")
+        variants = [(k, bf16, cl) for bf16 in ([False, True] if args.bf16 else [False])
+                    for cl in ([True, False] if args.nchw else [True]) for k in args.ks]
+        for k, bf16, cl in variants:
+            seconds = ours(model_name, train_split, test_split, k, device, graphs, bf16, cl)
             rate = k * per_model / seconds
             label = f"ours, {k} run{'s' if k > 1 else ''}{' stacked' if k > 1 else ''}" \
-                    f"{', CUDA graph' if graphs else ''}{', bf16' if bf16 else ''}"
-            print(f"{model_name:6} {label:34} {seconds:8.2f} {rate:11,.0f} {rate / base_rate:12.2f}")
+                    f"{', CUDA graph' if graphs else ''}{', bf16' if bf16 else ''}{', NCHW' if not cl else ''}"
+            print(f"{model_name:6} {label:46} {seconds:8.2f} {rate:11,.0f} {rate / base_rate:12.2f}")
 
 
 if __name__ == "__main__":

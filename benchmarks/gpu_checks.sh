@@ -1,21 +1,38 @@
 #!/usr/bin/env bash
-# The GPU checks of this project in one short script (tests, training and MASC benchmarks, a real
-# sweep). Usage: MASC_DATA=<folder with MNIST/raw> bash benchmarks/gpu_checks.sh [log folder]
+# The GPU checks of this project in one short script: CUDA tests, the training benchmark (both
+# feature-map layouts, fp32 and bf16), a real 18-run sweep, a profile of one stacked step, and
+# optionally the MASC benchmarks. About 6 minutes on an H200 with the default steps.
+# Usage: MASC_DATA=<folder with MNIST/raw> [STEPS="tests bench sweep profile masc"] \
+#        bash benchmarks/gpu_checks.sh [log folder]
 set -u
 LOG=${1:-gpu_logs}
+STEPS=${STEPS:-tests bench sweep profile}
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
 step() { local name=$1 limit=$2; shift 2; echo "=== $name"; local t0=$SECONDS
          timeout "$limit" "$@" > "$LOG/$name.log" 2>&1; echo "exit $? after $((SECONDS - t0)) s"
          tr '\r' '\n' < "$LOG/$name.log" | grep -v '^\s*$' | tail -n 40; }
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
-step gpu_tests 150 python3 -m pytest -q -x tests/test_gpu.py
-step bench_training 240 python3 benchmarks/bench_training.py --device cuda --train-images 60000 \
-     --reference-images 20000 --ks 1 6 18 --bf16
-step sweep 150 python3 pytorch_training.py -corr all -model CNN -dataset MNIST -run all --epochs 12 \
-     --out /tmp/sweep
-step masc_all 90 python3 pytorch_MASC_all.py -corr 0.8 -model CNN -dataset MNIST -run 1 -exp1 True \
-     -exp2 True --out /tmp/sweep --device cuda
-step profile 60 python3 benchmarks/profile_step.py --model CNN --k 18 --device cuda
-step bench_masc 150 python3 benchmarks/bench_masc.py --device cuda --parts c a
+if wanted tests; then
+  step gpu_tests 120 python3 -m pytest -q -x tests/test_gpu.py
+fi
+if wanted bench; then
+  step bench_cnn 200 python3 benchmarks/bench_training.py --device cuda --models CNN \
+       --train-images 60000 --reference-images 20000 --ks 1 6 18 --bf16 --nchw
+  step bench_mlp 90 python3 benchmarks/bench_training.py --device cuda --models MLP \
+       --train-images 60000 --reference-images 20000 --ks 1 18
+fi
+if wanted sweep; then
+  step sweep 150 python3 pytorch_training.py -corr all -model CNN -dataset MNIST -run all \
+       --epochs 12 --out /tmp/sweep
+fi
+if wanted profile; then
+  step profile 60 python3 benchmarks/profile_step.py --model CNN --k 18 --device cuda
+fi
+if wanted masc; then
+  step masc_all 90 python3 pytorch_MASC_all.py -corr 0.8 -model CNN -dataset MNIST -run 1 \
+       -exp1 True -exp2 True --out /tmp/sweep --device cuda
+  step bench_masc 150 python3 benchmarks/bench_masc.py --device cuda --parts c a
+fi

@@ -55,3 +55,22 @@ def test_masc_on_cuda_equals_cpu():
     gpu = MinimumAngleSubspaceClassifier().fit(X.cuda(), y.cuda())
     assert list(cpu.n_components_) == list(gpu.n_components_)
     assert torch.equal(cpu.predict(X), gpu.predict(X.cuda()).cpu())
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("model,dataset,shape", [("CNN", "MNIST", (1, 28, 28)),
+                                                 ("ResNet18", "CIFAR10", (3, 32, 32))])
+def test_stack_on_cuda_equals_each_model_alone(model, dataset, shape, channels_last):
+    from MASC.stacking import Stack
+    torch.manual_seed(0)
+    nets = [models.build(model, dataset).double().cuda() for _ in range(3)]
+    x = torch.randn(3, 8, *shape, dtype=torch.float64, device="cuda")
+    stack = Stack(nets, channels_last)
+    out = stack(x)
+    out.square().sum().backward()
+    for k, net in enumerate(nets):
+        alone = net(x[k])
+        alone.square().sum().backward()
+        assert (out[k] - alone).norm() <= 1e-10 * alone.norm()
+        for name, p in net.named_parameters():
+            assert (stack.params[name].grad[k] - p.grad).norm() <= 1e-10 * p.grad.norm() + 1e-12, name
