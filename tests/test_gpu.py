@@ -58,19 +58,25 @@ def test_masc_on_cuda_equals_cpu():
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
-@pytest.mark.parametrize("model,dataset,shape", [("CNN", "MNIST", (1, 28, 28)),
-                                                 ("ResNet18", "CIFAR10", (3, 32, 32))])
-def test_stack_on_cuda_equals_each_model_alone(model, dataset, shape, channels_last):
+@pytest.mark.parametrize("model,dataset,shape,dtype,tol", [
+    ("CNN", "MNIST", (1, 28, 28), torch.float32, 1e-4),
+    ("AlexNet", "CIFAR100", (3, 32, 32), torch.float32, 1e-4),
+    # float64 (cuDNN runs it in NCHW): ResNet's BatchNorm on 8 images amplifies float32 rounding
+    ("ResNet18", "CIFAR10", (3, 32, 32), torch.float64, 1e-10)])
+def test_stack_on_cuda_equals_each_model_alone(model, dataset, shape, dtype, tol, channels_last):
     from MASC.stacking import Stack
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
-    nets = [models.build(model, dataset).double().cuda() for _ in range(3)]
-    x = torch.randn(3, 8, *shape, dtype=torch.float64, device="cuda")
+    nets = [models.build(model, dataset).to("cuda", dtype) for _ in range(3)]
+    x = torch.randn(3, 8, *shape, dtype=dtype, device="cuda")
     stack = Stack(nets, channels_last)
     out = stack(x)
     out.square().sum().backward()
     for k, net in enumerate(nets):
         alone = net(x[k])
         alone.square().sum().backward()
-        assert (out[k] - alone).norm() <= 1e-10 * alone.norm()
+        assert (out[k] - alone).norm() <= tol * alone.norm()
         for name, p in net.named_parameters():
-            assert (stack.params[name].grad[k] - p.grad).norm() <= 1e-10 * p.grad.norm() + 1e-12, name
+            if p.grad is not None:  # AlexNet's unused classifier has none
+                assert (stack.params[name].grad[k] - p.grad).norm() <= tol * p.grad.norm() + 1e-12, name
