@@ -4,6 +4,9 @@
 # optionally the MASC benchmarks. About 6 minutes on an H200 with the default steps.
 # Usage: MASC_DATA=<folder with MNIST/raw> [STEPS="tests bench sweep profile masc"] \
 #        bash benchmarks/gpu_checks.sh [log folder]
+# A machine without network needs MNIST carried in: here `mkdir -p .carry && tar czf
+# .carry/mnist.tgz -C data MNIST/raw` (.carry is git-ignored), there `mkdir -p /tmp/d &&
+# tar xzf .carry/mnist.tgz -C /tmp/d && MASC_DATA=/tmp/d bash benchmarks/gpu_checks.sh`.
 set -u
 LOG=${1:-gpu_logs}
 STEPS=${STEPS:-tests bench sweep profile}
