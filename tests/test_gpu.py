@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from conftest import requires_mnist
+from test_stacking import check_stack_against_each_model
 from MASC import MinimumAngleSubspaceClassifier, data, models, training
 
 pytestmark = [requires_mnist,
@@ -64,19 +65,9 @@ def test_masc_on_cuda_equals_cpu():
     # float64 (cuDNN runs it in NCHW): ResNet's BatchNorm on 8 images amplifies float32 rounding
     ("ResNet18", "CIFAR10", (3, 32, 32), torch.float64, 1e-10)])
 def test_stack_on_cuda_equals_each_model_alone(model, dataset, shape, dtype, tol, channels_last):
-    from MASC.stacking import Stack
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     nets = [models.build(model, dataset).to("cuda", dtype) for _ in range(3)]
     x = torch.randn(3, 8, *shape, dtype=dtype, device="cuda")
-    stack = Stack(nets, channels_last)
-    out = stack(x)
-    out.square().sum().backward()
-    for k, net in enumerate(nets):
-        alone = net(x[k])
-        alone.square().sum().backward()
-        assert (out[k] - alone).norm() <= tol * alone.norm()
-        for name, p in net.named_parameters():
-            if p.grad is not None:  # AlexNet's unused classifier has none
-                assert (stack.params[name].grad[k] - p.grad).norm() <= tol * p.grad.norm() + 1e-12, name
+    check_stack_against_each_model(nets, x, channels_last, tol)
