@@ -35,12 +35,12 @@ class _Grouped(nn.Module):
 class GroupedConv2d(_Grouped):
     """``Conv2d`` on (B, K*C_in, H, W): one convolution with K groups.
 
-    cuDNN runs a grouped convolution with very few input channels per group (an image's first
-    layer) as one small kernel per group, so for K > 1 models with at most ``unfold_in_channels``
-    input channels it runs as unfold + one batched matmul over the K models instead.
+    cuDNN runs a grouped convolution with fewer than 4 input channels per group (an image's first
+    layer) as one small kernel per group; for K > 1 models such inputs and weights are padded with
+    zero channels up to ``min_in_channels``, which changes neither the output nor any gradient.
     """
 
-    unfold_in_channels = 3
+    min_in_channels = 4
 
     def __init__(self, conv):
         super().__init__(conv, ("weight", "bias"))
@@ -50,26 +50,17 @@ class GroupedConv2d(_Grouped):
 
     def forward(self, x):
         k, _, in_channels = self.weight.shape[:3]
-        if k > 1 and in_channels <= self.unfold_in_channels and not isinstance(self.padding, str):
-            return self._unfolded(x)
+        weight = self.weight
+        if k > 1 and in_channels < self.min_in_channels:
+            layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) \
+                else torch.contiguous_format
+            extra = self.min_in_channels - in_channels
+            x = F.pad(x.permute(0, 2, 3, 1).unflatten(3, (k, in_channels)), (0, extra))
+            x = x.flatten(3).permute(0, 3, 1, 2).contiguous(memory_format=layout)
+            weight = F.pad(weight, (0, 0, 0, 0, 0, extra))
         bias = None if self.bias is None else self.bias.flatten()
-        return F.conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding,
-                        self.dilation, groups=k)
-
-    def _unfolded(self, x):
-        k, out_channels = self.weight.shape[:2]
-        b, _, h, w = x.shape
-        size = [(n + 2 * p - d * (s - 1) - 1) // st + 1 for n, p, d, s, st in
-                zip((h, w), self.padding, self.dilation, self.weight.shape[3:], self.stride)]
-        cols = F.unfold(x, self.weight.shape[3:], self.dilation, self.padding, self.stride)
-        cols = cols.unflatten(1, (k, -1)).permute(1, 0, 3, 2).reshape(k, -1, cols.shape[1] // k)
-        weight = self.weight.flatten(2).transpose(1, 2)  # (K, C_in*kh*kw, C_out)
-        out = torch.bmm(cols, weight) if self.bias is None else \
-            torch.baddbmm(self.bias.unsqueeze(1), cols, weight)  # (K, B*H'*W', C_out)
-        out = out.view(k, b, *size, out_channels).permute(1, 2, 3, 0, 4).reshape(b, *size, -1)
-        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) \
-            else torch.contiguous_format
-        return out.permute(0, 3, 1, 2).contiguous(memory_format=layout)
+        return F.conv2d(x, weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation,
+                        groups=k)
 
 
 class GroupedBatchNorm2d(_Grouped):

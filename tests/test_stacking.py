@@ -91,7 +91,7 @@ def test_training_a_stack_equals_training_each_model_alone(model):
 @pytest.mark.parametrize("conv", [
     nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(3, 8, 11, stride=4, padding=2),
     nn.Conv2d(2, 5, (3, 2), stride=(2, 1), padding=(0, 1), dilation=(1, 2), bias=False)])
-def test_first_convolutions_unfolded_equal_the_grouped_convolution(conv, channels_last):
+def test_first_convolutions_padded_equal_the_grouped_convolution(conv, channels_last):
     k, layout = 4, torch.channels_last if channels_last else torch.contiguous_format
     weight = torch.randn(k, *conv.weight.shape, dtype=torch.float64, requires_grad=True)
     bias = None if conv.bias is None else torch.randn(k, conv.out_channels, dtype=torch.float64,
@@ -99,7 +99,7 @@ def test_first_convolutions_unfolded_equal_the_grouped_convolution(conv, channel
     x = torch.randn(6, k * conv.in_channels, 33, 30, dtype=torch.float64)
     x = x.contiguous(memory_format=layout).requires_grad_()
     layer = GroupedConv2d(conv.to("meta"))
-    assert conv.in_channels <= layer.unfold_in_channels  # so forward takes the unfolded path
+    assert conv.in_channels < layer.min_in_channels  # so forward pads the input channels
     out = torch.func.functional_call(layer, {"weight": weight, "bias": bias}, (x,))
     want = F.conv2d(x, weight.flatten(0, 1), None if bias is None else bias.flatten(), conv.stride,
                     conv.padding, conv.dilation, groups=k)
