@@ -33,14 +33,7 @@ class _Grouped(nn.Module):
 
 
 class GroupedConv2d(_Grouped):
-    """``Conv2d`` on (B, K*C_in, H, W): one convolution with K groups.
-
-    cuDNN runs a grouped convolution with fewer than 4 input channels per group (an image's first
-    layer) as one small kernel per group; for K > 1 models such inputs and weights are padded with
-    zero channels up to ``min_in_channels``, which changes neither the output nor any gradient.
-    """
-
-    min_in_channels = 4
+    """``Conv2d`` on (B, K*C_in, H, W): one convolution with K groups."""
 
     def __init__(self, conv):
         super().__init__(conv, ("weight", "bias"))
@@ -49,18 +42,10 @@ class GroupedConv2d(_Grouped):
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
 
     def forward(self, x):
-        k, _, in_channels = self.weight.shape[:3]
-        weight = self.weight
-        if k > 1 and in_channels < self.min_in_channels:
-            layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) \
-                else torch.contiguous_format
-            extra = self.min_in_channels - in_channels
-            x = F.pad(x.permute(0, 2, 3, 1).unflatten(3, (k, in_channels)), (0, extra))
-            x = x.flatten(3).permute(0, 3, 1, 2).contiguous(memory_format=layout)
-            weight = F.pad(weight, (0, 0, 0, 0, 0, extra))
+        k = self.weight.shape[0]
         bias = None if self.bias is None else self.bias.flatten()
-        return F.conv2d(x, weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation,
-                        groups=k)
+        return F.conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding,
+                        self.dilation, groups=k)
 
 
 class GroupedBatchNorm2d(_Grouped):

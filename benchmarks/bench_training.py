@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from MASC import data, models, stacking, training  # noqa: E402
+from MASC import data, models, training  # noqa: E402
 
 
 def sync(device):
@@ -97,9 +97,6 @@ def main():
     p.add_argument("--no-graphs", action="store_true", help="eager steps on CUDA too")
     p.add_argument("--nchw", action="store_true",
                    help="also time the stacks with NCHW feature maps (default: channels_last only)")
-    p.add_argument("--unpadded", action="store_true",
-                   help="also time the stacks with first convolutions' input channels not padded "
-                        "(default: padded to GroupedConv2d.min_in_channels only)")
     args = p.parse_args()
     device = training.pick_device(args.device)
     root = str(data.data_root(args.data))
@@ -119,18 +116,13 @@ def main():
         base = reference_style(model_name, root, n_ref, args.test_images, device)
         base_rate = (n_ref + args.test_images) / base
         print(f"{model_name:6} {'reference style (DataLoader)':46} {base:8.2f} {base_rate:11,.0f} {1:12.2f}")
-        variants = [(k, bf16, cl, padded) for bf16 in ([False, True] if args.bf16 else [False])
-                    for cl in ([True, False] if args.nchw else [True])
-                    for padded in ([True, False] if args.unpadded else [True]) for k in args.ks
-                    if padded or k > 1]
-        default_min = stacking.GroupedConv2d.min_in_channels
-        for k, bf16, cl, padded in variants:
-            stacking.GroupedConv2d.min_in_channels = default_min if padded else 0
+        variants = [(k, bf16, cl) for bf16 in ([False, True] if args.bf16 else [False])
+                    for cl in ([True, False] if args.nchw else [True]) for k in args.ks]
+        for k, bf16, cl in variants:
             seconds = ours(model_name, train_split, test_split, k, device, graphs, bf16, cl)
             rate = k * per_model / seconds
             label = f"ours, {k} run{'s' if k > 1 else ''}{' stacked' if k > 1 else ''}" \
-                    f"{', CUDA graph' if graphs else ''}{', bf16' if bf16 else ''}" \
-                    f"{', NCHW' if not cl else ''}{', unpadded' if not padded else ''}"
+                    f"{', CUDA graph' if graphs else ''}{', bf16' if bf16 else ''}{', NCHW' if not cl else ''}"
             print(f"{model_name:6} {label:46} {seconds:8.2f} {rate:11,.0f} {rate / base_rate:12.2f}")
 
 

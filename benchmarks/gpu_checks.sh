@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks of this project in one short script: CUDA tests, the training benchmark (fp32
-# and bf16, first convolutions padded or not), a real 18-run sweep, a profile of one stacked step, and
+# The GPU checks of this project in one short script: CUDA tests, the training benchmark (both
+# feature-map layouts, fp32 and bf16), a real 18-run sweep, a profile of one stacked step, and
 # optionally the MASC benchmarks. At most 8.5 minutes (the steps' limits) with the default steps.
 # Usage: MASC_DATA=<folder with MNIST/raw> [STEPS="tests bench sweep profile masc"] \
 #        bash benchmarks/gpu_checks.sh [log folder]
@@ -23,7 +23,7 @@ if wanted tests; then
 fi
 if wanted bench; then
   step bench_cnn 180 python3 benchmarks/bench_training.py --device cuda --models CNN \
-       --train-images 60000 --reference-images 20000 --ks 1 6 18 --bf16 --unpadded
+       --train-images 60000 --reference-images 20000 --ks 1 6 18 --bf16 --nchw
   step bench_mlp 60 python3 benchmarks/bench_training.py --device cuda --models MLP \
        --train-images 60000 --reference-images 20000 --ks 1 18
 fi

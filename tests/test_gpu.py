@@ -6,8 +6,7 @@ from conftest import requires_mnist
 from test_stacking import check_stack_against_each_model
 from MASC import MinimumAngleSubspaceClassifier, data, models, training
 
-pytestmark = [requires_mnist,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def group(model, graphs, n=1000, k=3):
@@ -26,6 +25,7 @@ def group(model, graphs, n=1000, k=3):
     return training._Group(runs, nets, [None] * k, labels, split, graphs, False)
 
 
+@requires_mnist
 @pytest.mark.parametrize("model", ["CNN", "MLP"])  # Adam and SGD with momentum
 def test_cuda_graph_epochs_equal_eager_epochs(model):
     eager, graphed = group(model, False), group(model, True)
@@ -37,6 +37,7 @@ def test_cuda_graph_epochs_equal_eager_epochs(model):
         assert all(torch.allclose(a[n], b[n], rtol=1e-4, atol=1e-6) for n in a)
 
 
+@requires_mnist
 def test_dropping_a_run_recaptures_and_keeps_the_others_exact():
     full, alone = group("CNN", True), group("CNN", True, k=3)
     full.train_epoch(0, True)

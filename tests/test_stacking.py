@@ -6,7 +6,7 @@ from torch import nn
 
 from MASC import models
 from MASC.errors import MASCError
-from MASC.stacking import GroupedConv2d, Stack
+from MASC.stacking import Stack
 
 CASES = [("CNN", "MNIST", (1, 28, 28)), ("MLP", "MNIST", (1, 28, 28)),
          ("AlexNet", "CIFAR100", (3, 32, 32)), ("AlexNet", "TinyImageNet", (3, 64, 64)),
@@ -85,30 +85,6 @@ def test_training_a_stack_equals_training_each_model_alone(model):
         alone = trained(Stack([net]), steps[:, k:k + 1], labels[:, k:k + 1])
         for name in together.keys:
             assert close(together.state_dict(k)[name], alone.state_dict(0)[name], 1e-10), name
-
-
-@pytest.mark.parametrize("channels_last", [True, False])
-@pytest.mark.parametrize("conv", [
-    nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(3, 8, 11, stride=4, padding=2),
-    nn.Conv2d(2, 5, (3, 2), stride=(2, 1), padding=(0, 1), dilation=(1, 2), bias=False)])
-def test_first_convolutions_padded_equal_the_grouped_convolution(conv, channels_last):
-    k, layout = 4, torch.channels_last if channels_last else torch.contiguous_format
-    weight = torch.randn(k, *conv.weight.shape, dtype=torch.float64, requires_grad=True)
-    bias = None if conv.bias is None else torch.randn(k, conv.out_channels, dtype=torch.float64,
-                                                      requires_grad=True)
-    x = torch.randn(6, k * conv.in_channels, 33, 30, dtype=torch.float64)
-    x = x.contiguous(memory_format=layout).requires_grad_()
-    layer = GroupedConv2d(conv.to("meta"))
-    assert conv.in_channels < layer.min_in_channels  # so forward pads the input channels
-    out = torch.func.functional_call(layer, {"weight": weight, "bias": bias}, (x,))
-    want = F.conv2d(x, weight.flatten(0, 1), None if bias is None else bias.flatten(), conv.stride,
-                    conv.padding, conv.dilation, groups=k)
-    assert out.shape == want.shape and out.is_contiguous(memory_format=layout)
-    g = torch.randn_like(out)
-    inputs = [t for t in (weight, bias, x) if t is not None]
-    for got, expected in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(want, inputs, g)):
-        assert close(got, expected, 1e-10)
-    assert close(out, want, 1e-10)
 
 
 def test_select_keeps_the_chosen_models():
