@@ -6,11 +6,11 @@ may keep its true label). Masks for increasing p are nested. Test labels are nev
 A private RandomState gives the same draws as the reference's global ``np.random.seed(42)``
 without touching NumPy's global state.
 """
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
+from .results import atomic
 
 REFERENCE_SEED = 42
 # The two labellings of a training set, as named in every result: the corrupted labels and the
@@ -51,11 +51,8 @@ class RunLabels:
 
     def save(self, path):
         """Write them next to a checkpoint (npz, atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, corrupted=self.corrupted, true=self.true, holdout=self.holdout)
-        os.replace(tmp, path)
+        with atomic(path, ".tmp.npz") as tmp:  # np.savez appends .npz to other names
+            np.savez(tmp, corrupted=self.corrupted, true=self.true, holdout=self.holdout)
 
     @classmethod
     def load(cls, path):

@@ -1,4 +1,5 @@
 """Where results live (the reference's layout, spec section 9) and the one CSV writer."""
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -59,14 +60,22 @@ def require_checkpoint(out, dataset, model, p, run):
     return path
 
 
-def write_csv(frame, path, index=False):
-    """Write a DataFrame atomically (a reader never sees half a file); returns the path."""
+@contextlib.contextmanager
+def atomic(path, suffix=".tmp"):
+    """A temporary path beside ``path`` to write to; once written in full it replaces ``path``
+    (a reader never sees half a file, an interrupted write leaves the old one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=index)
+    tmp = path.with_name(path.name + suffix)
+    yield tmp
     os.replace(tmp, path)
-    return path
+
+
+def write_csv(frame, path, index=False):
+    """Write a DataFrame atomically; returns the path."""
+    with atomic(path) as tmp:
+        frame.to_csv(tmp, index=index)
+    return Path(path)
 
 
 def merge_csv(frame, path, keys):
@@ -84,18 +93,21 @@ def save_torch(obj, path):
     """``torch.save`` atomically (a checkpoint is never half written); returns the path."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def checkpoint_path(folder, epochs):
+    """Where a model's final weights after ``epochs`` epochs go: ``model_{epochs - 1}.pth`` (the
+    reference's 0-based name)."""
+    return Path(folder) / f"model_{epochs - 1}.pth"
 
 
 def save_checkpoint(weights, folder, epochs):
-    """A model's final weights after ``epochs`` epochs as ``model_{epochs - 1}.pth`` (the
-    reference's 0-based name); any other ``model_*.pth`` in the folder goes. Returns the path."""
-    path = save_torch(weights, Path(folder) / f"model_{epochs - 1}.pth")
+    """A model's final weights at :func:`checkpoint_path`; any other ``model_*.pth`` in the
+    folder goes. Returns the path."""
+    path = save_torch(weights, checkpoint_path(folder, epochs))
     for old in Path(folder).glob("model_*.pth"):
         if old != path and checkpoint_epoch(old) is not None:
             old.unlink()

@@ -245,8 +245,8 @@ class _Session:
         return state
 
     def save(self, group, k, epoch, history, final, reached_target):
-        """Progress of model k (atomic); with ``final`` also its checkpoint ``model_{epoch-1}.pth``
-        (an older final checkpoint of a shorter cap is removed)."""
+        """Progress of model k (atomic); with ``final`` also its checkpoint (an older final
+        checkpoint of a shorter cap is removed), whose path it then returns."""
         run = group.runs[k]
         folder = self.folder(run)
         folder.mkdir(parents=True, exist_ok=True)
@@ -255,9 +255,9 @@ class _Session:
                  "reached_target": reached_target, "model": weights,
                  "optimiser": group.optimiser_state(k)}
         results.save_torch(state, folder / "progress.pt")
-        if final:
-            results.save_checkpoint(weights, folder, epoch)
+        checkpoint = results.save_checkpoint(weights, folder, epoch) if final else None
         _write_history(self.out, run, history)
+        return checkpoint
 
 
 def _write_history(out, run, history):
@@ -313,7 +313,7 @@ def train(runs, out=".", root=None, device="auto", graphs=None, stack=None, prog
         corrupted = training_labels(true_labels, run, spec.num_classes)[:n]
         RunLabels(corrupted, true_labels[:n], holdout).save(session.folder(run) / "labels.npz")
         if state and (state["reached_target"] or state["epoch"] >= schedule.epochs):
-            final = session.folder(run) / f"model_{state['epoch'] - 1}.pth"
+            final = results.checkpoint_path(session.folder(run), state["epoch"])
             if not final.exists():  # deleted: written again from the saved progress
                 results.save_checkpoint(state["model"], session.folder(run), state["epoch"])
             done[run] = final
@@ -364,8 +364,7 @@ def _train_group(members, start, session):
             reached = train_acc[k] >= target
             if reached or epoch + 1 == schedule.epochs:
                 stopped.append(k)
-                session.save(group, k, epoch + 1, histories[run], True, reached)
-                finished[run] = session.folder(run) / f"model_{epoch}.pth"
+                finished[run] = session.save(group, k, epoch + 1, histories[run], True, reached)
             elif (epoch + 1) % schedule.save_every == 0:
                 session.save(group, k, epoch + 1, histories[run], False, False)
         if len(group.runs) == 1:
