@@ -50,20 +50,19 @@ def split_indices(n, held_out, seed):
 
 @dataclass
 class Splits:
-    """What one protocol fine-tunes on, selects with and reports."""
+    """What one protocol selects with and reports (both protocols fit MASC on, relabel and
+    fine-tune on the rows the model was trained on: ``RunLabels.train_rows``)."""
 
-    train_rows: np.ndarray  # training rows that are fitted, relabelled and fine-tuned on
-    val: data.Split         # picks the layer and stops early
-    test: data.Split        # reported only
+    val: data.Split   # picks the layer and stops early
+    test: data.Split  # reported only
 
 
 def protocol_splits(protocol, train, labels, test):
     """The :class:`Splits` of a protocol: ``train`` is the run's training split, ``labels`` its
     :class:`~MASC.corruption.RunLabels` (the clean protocol validates on its hold-out)."""
-    rows = labels.train_rows
     if protocol == "reference":
         test80, test20 = split_indices(len(test), REFERENCE_TEST20, REFERENCE_SPLIT_SEED)
-        return Splits(rows, test.take(test20), test.take(test80))
+        return Splits(test.take(test20), test.take(test80))
     if protocol != "clean":
         raise MASCError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if not len(labels.holdout):
@@ -71,7 +70,7 @@ def protocol_splits(protocol, train, labels, test):
                         "saw: train it with a hold-out first, e.g. pytorch_training.py ... "
                         "--holdout 0.1")
     noisy = data.Split(train.images, torch.as_tensor(labels.corrupted))
-    return Splits(rows, noisy.take(labels.holdout), test)
+    return Splits(noisy.take(labels.holdout), test)
 
 
 def _share(count, total):
@@ -195,9 +194,8 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
     labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
     train_split = train_split.first(len(labels.true))
     splits = protocol_splits(protocol, train_split, labels, test_split)
-    rows = splits.train_rows
-    corrupted, true, fit_split = labels.corrupted[rows], labels.true[rows], train_split.take(rows)
-    log(f"{dataset} {model} p={p} run {run}, {protocol} protocol: MASC on {len(rows)} training "
+    fit_split, corrupted, true = labels.training(train_split)
+    log(f"{dataset} {model} p={p} run {run}, {protocol} protocol: MASC on {len(fit_split)} training "
         f"samples, {len(splits.val)} validation, {len(splits.test)} test ({device})")
     given = {"corrupted": corrupted, "original": true}
     table, estimators, (model_val_acc, model_test_acc) = masc_layers(
@@ -215,7 +213,7 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
         s, new_labels = c.subspaces_from, relabels[c.subspaces_from, c.layer]
         stats = relabel_stats(corrupted, true, new_labels.numpy())
         log(f"{s} subspaces: layer {c.layer} (MASC val {c.masc_val_acc:.4f}), "
-            f"{stats['n_relabelled']} of {len(rows)} labels changed; fine-tuning")
+            f"{stats['n_relabelled']} of {len(fit_split)} labels changed; fine-tuning")
         history, stopper, weights = fine_tune(
             net, data.Split(fit_split.images, new_labels), splits.val, splits.test,
             training.Run(dataset, model, p, run, seed), device, max_epochs, patience, shuffle,

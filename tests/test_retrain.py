@@ -24,8 +24,9 @@ def test_reference_split_of_the_test_set():
 
     test = data.Split(torch.zeros(10000, 1, 2, 2, dtype=torch.uint8), torch.arange(10000))
     train = data.Split(torch.zeros(50, 1, 2, 2, dtype=torch.uint8), torch.zeros(50, dtype=torch.long))
-    splits = retrain.protocol_splits("reference", train, RunLabels(np.zeros(50), np.zeros(50)), test)
-    assert np.array_equal(splits.train_rows, np.arange(50))
+    labels = RunLabels(np.zeros(50), np.zeros(50))
+    splits = retrain.protocol_splits("reference", train, labels, test)
+    assert np.array_equal(labels.train_rows, np.arange(50))
     assert np.array_equal(splits.val.labels, test20) and np.array_equal(splits.test.labels, test80)
 
 
@@ -37,8 +38,8 @@ def test_clean_split_validates_on_the_training_hold_out_with_its_corrupted_label
     test = data.Split(torch.zeros(20, 1, 1, 1, dtype=torch.uint8), torch.zeros(20, dtype=torch.long))
     splits = retrain.protocol_splits("clean", train, labels, test)
     held = splits.val.images.flatten().long().numpy()
-    assert np.array_equal(held, labels.holdout) and len(splits.train_rows) == 90
-    assert not set(held) & set(splits.train_rows)
+    assert np.array_equal(held, labels.holdout) and len(labels.train_rows) == 90
+    assert not set(held) & set(labels.train_rows)
     assert np.array_equal(splits.val.labels.numpy(), corrupted[held]) and splits.test is test
     with pytest.raises(MASCError, match="--holdout 0.1"):  # a model trained on every row
         retrain.protocol_splits("clean", train, RunLabels(corrupted, np.zeros(100)), test)
