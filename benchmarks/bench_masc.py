@@ -27,16 +27,11 @@ from MASC import MinimumAngleSubspaceClassifier, data, layers, models, readout, 
 from naive_masc import naive_fit, naive_predict  # noqa: E402
 
 
-def sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(fn, device):
-    sync(device)
+    readout.sync(device)
     tic = time.perf_counter()
     out = fn()
-    sync(device)
+    readout.sync(device)
     return out, time.perf_counter() - tic
 
 

@@ -18,11 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from MASC import data, models, training  # noqa: E402
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from MASC.readout import sync  # noqa: E402
 
 
 def reference_style(model_name, root, n_train, n_test, device):

@@ -33,12 +33,9 @@ FIXED = ["-model", "ResNet18", "-dataset", "CIFAR10"]
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals(), models=("ResNet18",), many=True)
+    p = cli.parser(__doc__.split("\n")[0], globals(), models=("ResNet18",), many=True,
+                   readout=True)
     p.add_argument("--threshold", type=float, default=THRESHOLD)
-    p.add_argument("--layers", nargs="+", default=LAYERS, help="layer short names (default: all nine)")
-    p.add_argument("--per-sample-bn", action="store_true", default=PER_SAMPLE_BN,
-                   help="BatchNorm with per-image statistics, as the reference ran it")
-    p.add_argument("--batch", type=int, default=BATCH)
     args = p.parse_args(FIXED + list(sys.argv[1:] if argv is None else argv))
     for corrupt in cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption):
         for run in cli.expand(args.run, cli.RUNS, int):
