@@ -1,8 +1,10 @@
 """Shared fixtures: the real data folder (fetched by .ci/run) and small generated data."""
 import os
+import pickle
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,3 +27,28 @@ requires_fashion = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def data_root():
     return DATA
+
+
+def write_cifar(root, classes=10, train_per_file=20, test_size=20):
+    """Random images in the real cifar-10-batches-py / cifar-100-python pickle layouts; labels
+    cycle through the classes, across the training files (every class present). Returns the
+    folder."""
+    import torchvision
+
+    cls = torchvision.datasets.CIFAR10 if classes == 10 else torchvision.datasets.CIFAR100
+    folder = root / cls.base_folder
+    folder.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    key = "labels" if classes == 10 else "fine_labels"
+
+    def write(name, n, first_label):
+        entry = {"data": rng.randint(0, 256, (n, 3072), dtype=np.uint8),
+                 key: [(first_label + i) % classes for i in range(n)]}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(entry, fh, protocol=2)
+
+    for i, (name, _) in enumerate(cls.train_list):
+        write(name, train_per_file, i * train_per_file)
+    for name, _ in cls.test_list:
+        write(name, test_size, 0)
+    return folder

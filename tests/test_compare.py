@@ -2,13 +2,11 @@
 the plots and the summary table."""
 import importlib.util
 import math
-import pickle
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, requires_mnist
+from conftest import ROOT, requires_mnist, write_cifar
 from MASC import plots, training
 
 
@@ -20,25 +18,9 @@ def script(path):
     return module
 
 
-def fake_cifar10(root, per_batch=4, n_test=10):
-    """Random images in the real cifar-10-batches-py layout; labels cycle through the classes."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.RandomState(0)
-    files = [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]
-    start = 0
-    for name, n in files:
-        entry = {"batch_label": name, "labels": [(start + i) % 10 for i in range(n)],
-                 "data": rng.randint(0, 256, (n, 3072), dtype=np.uint8),
-                 "filenames": [f"{name}_{i}.png" for i in range(n)]}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(entry, fh, protocol=2)
-        start = 0 if name == "data_batch_5" else start + n
-    return root
-
-
 def test_resnet18_backbone_path(tmp_path, capsys):
-    root, out = fake_cifar10(tmp_path / "data"), tmp_path / "out"
+    root, out = tmp_path / "data", tmp_path / "out"
+    write_cifar(root, train_per_file=4, test_size=10)
     common = ["-corr", "0.0", "-run", "1", "--data", str(root), "--out", str(out), "--device", "cpu"]
     script("Compare_experiments/Modern_backbones/train_resnet18.py").main(common + ["--epochs", "1"])
     script("Compare_experiments/Modern_backbones/masc_resnet18.py").main(common + ["--batch", "10"])

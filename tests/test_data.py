@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import requires_mnist
+from conftest import requires_mnist, write_cifar
 from MASC import data
 from MASC.errors import MASCError
 
@@ -36,23 +36,6 @@ def test_fashion_md5s_and_class_balance_when_present(data_root):
     assert data._idx_verified("FashionMNIST", data_root / "FashionMNIST" / "raw")
     split = data.load("FashionMNIST", data_root, True)
     assert torch.bincount(split.labels).tolist() == [6000] * 10
-
-
-def write_cifar(root, classes=10, per_file=20):
-    """Small files in the real cifar-10-batches-py / cifar-100-python pickle layouts."""
-    import torchvision
-
-    cls = torchvision.datasets.CIFAR10 if classes == 10 else torchvision.datasets.CIFAR100
-    folder = root / cls.base_folder
-    folder.mkdir(parents=True)
-    rng = np.random.RandomState(0)
-    key = "labels" if classes == 10 else "fine_labels"
-    for name, _ in cls.train_list + cls.test_list:
-        entry = {"data": rng.randint(0, 256, (per_file, 3072), dtype=np.uint8),
-                 key: rng.randint(0, classes, per_file).tolist()}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(entry, fh)
-    return folder
 
 
 @pytest.mark.parametrize("name,classes,train_files", [("CIFAR10", 10, 5), ("CIFAR100", 100, 1)])
