@@ -10,7 +10,7 @@ a _per_class.csv) and the reference's single-value files under angle_results/.
 # Defaults: edit them here or override them on the command line.
 THRESHOLD = 0.99      # share of each class's energy kept (or a whole number of components)
 LAYERS = None         # None: every probed layer of the model
-PER_SAMPLE_BN = False  # the reference's ResNet quirk: BatchNorm statistics of each image alone
+PER_SAMPLE_BN = True  # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
 BATCH = 1000          # images per forward pass
 SUBSET = None         # None: the training samples the model was trained on
 DEVICE = "auto"

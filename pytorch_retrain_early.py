@@ -21,9 +21,9 @@ THRESHOLD = 0.99        # share of each class's energy MASC keeps
 MAX_EPOCHS = 30         # fine-tuning epoch cap
 PATIENCE = 3            # epochs without a strict improvement of the validation accuracy
 SEED = 0                # run r uses seed SEED + r: the data order
-SHUFFLE = True          # reshuffle every epoch (the reference never shuffled: use --no-shuffle)
+SHUFFLE = False         # the reference's fixed data order; True (--shuffle): reshuffle every epoch
 LAYERS = None           # None: every probed layer of the model
-PER_SAMPLE_BN = False   # the reference's ResNet quirk: BatchNorm statistics of each image alone
+PER_SAMPLE_BN = True    # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
 BATCH = 1000            # images per forward pass of the read-out
 SUBSET = None           # None: the training samples the model was trained on
 DEVICE = "auto"
@@ -46,8 +46,7 @@ def main(argv=None):
     p.add_argument("--patience", type=int, default=PATIENCE,
                    help="stop after this many epochs without a better validation accuracy")
     p.add_argument("--seed", type=int, default=SEED, help="run r uses seed SEED + r")
-    p.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=SHUFFLE,
-                   help="the reference's fixed data order")
+    cli.add_shuffle(p, SHUFFLE)
     args = p.parse_args(argv)
     subspaces = retrain.SUBSPACES if args.subspaces == "both" else (args.subspaces,)
     summary = retrain.retrain(

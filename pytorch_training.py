@@ -12,7 +12,7 @@ models/{ds}_{model}/Accuracy_results/{p}/Run_{r}.csv. An interrupted run resumes
 EPOCHS = 500          # epoch cap (the reference's range(500))
 SEED = 0              # run r uses seed SEED + r: initial weights and data order
 LABEL_SEED = 42       # corruption seed; 42 reproduces the reference's labels
-SHUFFLE = True        # reshuffle every epoch (the reference never shuffled: use --no-shuffle)
+SHUFFLE = False       # the reference's fixed data order; True (--shuffle): reshuffle every epoch
 SAVE_EVERY = 10       # epochs between progress saves
 SUBSET = None         # first N training samples only
 TEST_SUBSET = None    # first N test images in the per-epoch evaluation only
@@ -21,6 +21,7 @@ DEVICE = "auto"
 DATA = None           # $MASC_DATA or ./data
 OUT = "."
 BF16 = False          # bf16 autocast (measured, not the default)
+TF32 = False          # TF32 matmuls on CUDA (off, as PyTorch and the reference default them)
 
 from MASC import cli, training  # noqa: E402
 
@@ -31,8 +32,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=EPOCHS, help="epoch cap")
     p.add_argument("--seed", type=int, default=SEED, help="run r uses seed SEED + r")
     p.add_argument("--label-seed", type=int, default=LABEL_SEED, help="corruption seed")
-    p.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=SHUFFLE,
-                   help="the reference's fixed data order")
+    cli.add_shuffle(p, SHUFFLE)
     p.add_argument("--save-every", type=int, default=SAVE_EVERY, help="epochs between saves")
     p.add_argument("--test-subset", type=int, default=TEST_SUBSET,
                    help="evaluate only the first N test images each epoch (quick runs)")
@@ -40,6 +40,8 @@ def main(argv=None):
                    help="share of the training images kept out of training, as a validation set "
                         "for pytorch_retrain_early.py --protocol clean")
     p.add_argument("--bf16", action="store_true", default=BF16, help="bf16 autocast")
+    p.add_argument("--tf32", action="store_true", default=TF32,
+                   help="TF32 matmuls on CUDA (faster, less precise; the reference: off)")
     args = p.parse_args(argv)
     corrs = cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption)
     run_ids = cli.expand(args.run, cli.RUNS, int)
@@ -48,7 +50,7 @@ def main(argv=None):
     done = training.train(runs, out=args.out, root=args.data, device=args.device,
                           epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
                           holdout=args.holdout, shuffle=args.shuffle,
-                          save_every=args.save_every, bf16=args.bf16)
+                          save_every=args.save_every, bf16=args.bf16, tf32=args.tf32)
     for run, checkpoint in done.items():
         print(f"p={run.corrupt} run {run.run}: {checkpoint}")
 

@@ -67,11 +67,23 @@ def parser(description, defaults, models=MODELS, many=False, readout=False):
         p.add_argument("--layers", nargs="+", default=defaults.get("LAYERS"),
                        help="layer short names (default: every probed layer)")
         p.add_argument("--per-sample-bn", action="store_true",
-                       default=defaults.get("PER_SAMPLE_BN", False),
-                       help="ResNet BatchNorm with per-image statistics, as the reference ran it")
+                       default=defaults.get("PER_SAMPLE_BN", True),
+                       help="ResNet BatchNorm with each image's own statistics, as the paper read "
+                            "it out (the default; no effect on models without BatchNorm)")
+        p.add_argument("--eval-bn", dest="per_sample_bn", action="store_false",
+                       help="ResNet BatchNorm in eval mode (its running statistics) instead")
         p.add_argument("--batch", type=int, default=defaults.get("BATCH", 1000),
                        help="images per forward pass of the read-out")
     return p
+
+
+def add_shuffle(p, default):
+    """--shuffle (a new seeded data order every epoch) and --no-shuffle (the reference's fixed
+    order) for the scripts that train."""
+    p.add_argument("--shuffle", action="store_true", default=default,
+                   help="a new seeded data order every epoch (the reference: a fixed order)")
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="the reference's fixed data order")
 
 
 def main(function):

@@ -56,7 +56,7 @@ def run_labels(out, dataset, model, p, run, true_labels, subset=None):
 
 
 def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="auto",
-                     threshold=0.99, layers=None, subset=None, per_sample_bn=False,
+                     threshold=0.99, layers=None, subset=None, per_sample_bn=True,
                      batch_size=readout.BATCH, log=print):
     """Run the chosen experiments; returns one tidy DataFrame (rows: exp x layer)."""
     device = pick_device(device)

@@ -356,7 +356,7 @@ class Activations:
 
 
 def layer_activations(out, dataset, model, p, run, root=None, device="cpu", layers=None,
-                      subset=None, test_subset=None, per_sample_bn=False, batch_size=readout.BATCH):
+                      subset=None, test_subset=None, per_sample_bn=True, batch_size=readout.BATCH):
     """Activations of a trained run's layers on its training rows and the (first) test rows."""
     net = experiments.load_trained(out, dataset, model, p, run)
     train_split = data.load(dataset, root, True)

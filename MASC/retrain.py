@@ -110,7 +110,7 @@ class EarlyStopping:
         return self.waited >= self.patience
 
 
-def fine_tune(net, train, val, test, run, device, max_epochs=30, patience=3, shuffle=True,
+def fine_tune(net, train, val, test, run, device, max_epochs=30, patience=3, shuffle=False,
               restore_best=False, log=print):
     """Fine-tune ``net`` on ``train`` (its labels: the relabels) with the training engine.
 
@@ -150,7 +150,7 @@ def reference_dir(out, dataset, model, p):
 
 
 def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshold,
-                per_sample_bn=False, batch_size=readout.BATCH):
+                per_sample_bn=True, batch_size=readout.BATCH):
     """MASC per (labelling, layer) fitted on ``fit_split`` with the labellings ``given``.
 
     Returns ``(table, estimators, model_acc)``: one row per (labelling, layer) with MASC's
@@ -176,7 +176,7 @@ def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshol
 
 def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, out=".", root=None,
             device="auto", threshold=0.99, max_epochs=30, patience=3, seed=None, layers=None,
-            subset=None, shuffle=True, per_sample_bn=False, batch_size=readout.BATCH, log=print):
+            subset=None, shuffle=False, per_sample_bn=True, batch_size=readout.BATCH, log=print):
     """Relabel with MASC and fine-tune the memorised model of a run, once per subspace labelling.
 
     ``seed`` (default: the run index) fixes the fine-tuning's data order.

@@ -15,7 +15,7 @@ single-value files under angle_results/. --per-sample-bn reproduces the referenc
 # Defaults: edit them here or override them on the command line.
 THRESHOLD = 0.99
 LAYERS = None         # None: l0 l0_1 l0_2 l0_3 l1 l2 l3 l4 bf_last
-PER_SAMPLE_BN = False
+PER_SAMPLE_BN = True   # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
 BATCH = 500
 SUBSET = None         # None: the training samples the model was trained on
 DEVICE = "auto"
