@@ -76,6 +76,16 @@ def stop_rule(model, dataset):
     return "running", data.info(dataset).stop_accuracy
 
 
+def set_precision(device, tf32=False):
+    """CUDA math for training: TF32 matmuls only with ``tf32`` (off is PyTorch's default and the
+    reference's); cuDNN convolutions keep PyTorch's setting unless ``tf32``; cuDNN autotuning."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        if tf32:
+            torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+
 def training_labels(true_labels, run, num_classes):
     """The run's corrupted training labels (reference rule over the full training set)."""
     return corrupt_labels(true_labels, run.corrupt, num_classes, seed=run.label_seed)
@@ -319,11 +329,7 @@ def train(runs, out=".", root=None, device="auto", graphs=None, stack=None, prog
     spec = data.info(dataset)
     models.check_name(model)
     device = pick_device(device) if isinstance(device, str) else device
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = schedule.tf32  # off: PyTorch's default
-        if schedule.tf32:
-            torch.backends.cudnn.allow_tf32 = True  # otherwise left as PyTorch sets it
-        torch.backends.cudnn.benchmark = True
+    set_precision(device, schedule.tf32)
     train_split = data.load(dataset, root, train=True)
     if schedule.subset is not None and not 0 < schedule.subset <= len(train_split):
         raise MASCError(f"--subset must be between 1 and {len(train_split)}, got {schedule.subset}")

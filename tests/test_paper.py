@@ -1,0 +1,130 @@
+"""paper/compare.py: the right cells, the right arithmetic, missing cells reported, same bytes."""
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, requires_mnist
+
+spec = importlib.util.spec_from_file_location("compare", ROOT / "paper" / "compare.py")
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+
+
+def write_training(out, dataset, model, p, run, tests, train_final):
+    folder = out / "results" / "training" / f"{dataset}_{model}"
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(tests)
+    pd.DataFrame({"dataset": dataset, "model": model, "corrupt": p, "run": run, "seed": run,
+                  "epoch": range(1, n + 1), "train_acc_vs_corrupted": [0.5] * (n - 1) + [train_final],
+                  "train_acc_vs_true": float("nan"), "test_acc": tests, "train_acc_rule": "running"}
+                 ).to_csv(folder / f"{p}_Run_{run}.csv", index=False)
+
+
+def write_masc(out, dataset, model, p, run, exp, accs):
+    folder = out / "results" / "masc" / f"{dataset}_{model}" / str(p)
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"dataset": dataset, "model": model, "corrupt": p, "run": run, "exp": exp,
+                  "subspaces_from": "corrupted" if exp != 2 else "original",
+                  "layer": list(accs), "test_acc": list(accs.values()), "model_test_acc": 0.28}
+                 ).to_csv(folder / f"Run_{run}_exp{exp}.csv", index=False)
+
+
+@pytest.fixture
+def out(tmp_path):
+    write_training(tmp_path, "MNIST", "CNN", 0.8, 1, [0.5, 0.9, 0.30], 0.95)
+    write_training(tmp_path, "MNIST", "CNN", 0.8, 2, [0.5, 0.7, 0.26, 0.25], 0.97)
+    # mean per layer: input 0.40, flattern 0.85, fc1 0.85 (tie: flattern comes first)
+    write_masc(tmp_path, "MNIST", "CNN", 0.8, 1, 1, {"input": 0.4, "flattern": 0.8, "fc1": 0.9})
+    write_masc(tmp_path, "MNIST", "CNN", 0.8, 2, 1, {"input": 0.4, "flattern": 0.9, "fc1": 0.8})
+    write_masc(tmp_path, "MNIST", "CNN", 0.8, 1, 2, {"input": 0.9, "flattern": 0.95, "fc1": 0.9})
+    return tmp_path
+
+
+def table(out):
+    summary = compare.summarise(compare.per_run(out))
+    return compare.comparison(summary, pd.read_csv(compare.PAPER)).set_index("quantity"), summary
+
+
+def test_arithmetic_against_the_paper(out):
+    t, _ = table(out)
+    assert t.loc["test_acc_final", "ours"] == pytest.approx(27.5)  # (30 + 25) / 2
+    assert (t.loc["test_acc_final", "ours_min"], t.loc["test_acc_final", "ours_max"]) == \
+        pytest.approx((25.0, 30.0))
+    assert t.loc["test_acc_final", "paper"] == 28.30
+    assert t.loc["test_acc_final", "diff"] == pytest.approx(27.5 - 28.30)
+    assert t.loc["test_acc_peak", "ours"] == pytest.approx(80.0) and t.loc["test_acc_peak", "paper"] == 96.2
+    assert t.loc["epochs", "ours"] == pytest.approx(3.5) and t.loc["epochs", "paper"] == 500
+    assert t.loc["train_acc_final", "ours"] == pytest.approx(96.0)
+    assert t.loc["masc_best_exp1", "ours_layer"] == "flattern"
+    assert t.loc["masc_best_exp1", "ours"] == pytest.approx(85.0)
+    assert t.loc["masc_best_exp1", "paper"] == 83.9
+    assert t.loc["masc_best_exp1", "n"] == 2
+    assert t.loc["masc_best_exp2", "ours"] == pytest.approx(95.0)
+    assert t.loc["masc_best_exp2", "n"] == 1
+    assert pd.isna(t.loc["masc_best_exp2", "paper"])  # the paper gives it for ResNet only
+
+
+def test_missing_cells_are_listed_not_invented(out):
+    _, summary = table(out)
+    missing = compare.not_run(pd.read_csv(compare.PAPER), summary)
+    assert ("MNIST", "CNN", 0.8) not in [tuple(m) for m in missing]
+    assert ("MNIST", "MLP", 0.8) in [tuple(m) for m in missing]
+    assert ("CIFAR10", "ResNet18", 0.4) in [tuple(m) for m in missing]
+
+
+def test_report_is_deterministic_and_says_what_is_missing(out, tmp_path):
+    first, second = tmp_path / "a.md", tmp_path / "b.md"
+    compare.main(["--out", str(out), "--report", str(first), "--figure", str(tmp_path / "f.png")])
+    compare.main(["--out", str(out), "--report", str(second), "--figure", str(tmp_path / "g.png")])
+    text = first.read_text()
+    assert text == second.read_text()
+    assert "| MNIST | CNN | 0.8 | network, final test accuracy | 28.3 | 27.5 [25.0-30.0] | 2 | -0.8 |" in text
+    assert "| epochs trained | 500 | 3.5 [3-4] | 2 | -496.5 |" in text
+    assert "83.9 | 85.0 [80.0-90.0] (flattern) | 2 | +1.1 |" in text
+    assert "- MLP / MNIST: p = 0.0, 0.2, 0.4, 0.6, 0.8, 1.0" in text
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_refuses_a_root_without_results(tmp_path):
+    with pytest.raises(SystemExit, match="no results/ folder"):
+        compare.main(["--out", str(tmp_path), "--report", str(tmp_path / "r.md")])
+
+
+def test_headline_table_is_well_formed():
+    paper = pd.read_csv(compare.PAPER)
+    assert list(paper.columns) == ["section", "dataset", "model", "corrupt", "quantity",
+                                   "subspaces_from", "layer", "value", "min", "max", "note"]
+    assert not paper.duplicated(["section", "dataset", "model", "corrupt", "quantity",
+                                 "subspaces_from", "layer", "note"]).any()
+    epochs = paper[paper.quantity == "epochs"]
+    assert (epochs["min"] <= epochs.value).all() and (epochs.value <= epochs["max"]).all()
+    assert len(paper[(paper.section == "12.1") & (paper.quantity == "test_acc_final")]) == 42
+
+
+def test_committed_report_regenerates_byte_for_byte(tmp_path):
+    if not (compare.OUT / "results").is_dir():
+        pytest.skip("no committed full-scale results yet")
+    report = tmp_path / "RESULTS.md"
+    compare.main(["--report", str(report), "--figure", str(tmp_path / "f.png")])
+    assert report.read_bytes() == compare.REPORT.read_bytes()
+
+
+@requires_mnist
+@pytest.mark.slow
+def test_end_to_end_on_tiny_real_runs(tmp_path, data_root):
+    """Train two tiny runs and read them out with the real scripts, then compare."""
+    import pytorch_MASC_all
+    import pytorch_training
+
+    common = ["-model", "CNN", "-dataset", "MNIST", "--out", str(tmp_path), "--data",
+              str(data_root), "--subset", "200", "--device", "cpu"]
+    pytorch_training.main(["-corr", "0.8", "-run", "1", "2", "--epochs", "2",
+                           "--test-subset", "300", *common])
+    for run in ("1", "2"):
+        pytorch_MASC_all.main(["-corr", "0.8", "-run", run, "-exp1", "True",
+                               "--layers", "fc1", "fc2", *common])
+    t, _ = table(tmp_path)
+    assert t.loc["epochs", "ours"] == 2 and t.loc["masc_best_exp1", "n"] == 2
+    assert t.loc["masc_best_exp1", "ours_layer"] in ("fc1", "fc2")
+    assert "masc_best_exp2" not in t.index  # not run: not reported
