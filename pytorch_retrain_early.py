@@ -41,9 +41,9 @@ def main(argv=None):
                         "selects, the full test set reports")
     p.add_argument("--subspaces", choices=[*retrain.SUBSPACES, "both"], default=SUBSPACES,
                    help="labels the MASC subspaces are built from")
-    p.add_argument("--threshold", type=float, default=THRESHOLD, help="MASC's energy share")
-    p.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help="fine-tuning epoch cap")
-    p.add_argument("--patience", type=int, default=PATIENCE,
+    p.add_argument("--threshold", type=cli.threshold, default=THRESHOLD, help="MASC's energy share")
+    p.add_argument("--max-epochs", type=cli.positive_int, default=MAX_EPOCHS, help="fine-tuning epoch cap")
+    p.add_argument("--patience", type=cli.positive_int, default=PATIENCE,
                    help="stop after this many epochs without a better validation accuracy")
     p.add_argument("--seed", type=int, default=SEED, help="run r uses seed SEED + r")
     cli.add_shuffle(p, SHUFFLE)
@@ -54,7 +54,8 @@ def main(argv=None):
         root=args.data, device=args.device, threshold=args.threshold, max_epochs=args.max_epochs,
         patience=args.patience, seed=args.seed + args.run,
         layers=args.layers, subset=args.subset, shuffle=args.shuffle,
-        per_sample_bn=args.per_sample_bn, batch_size=args.batch)
+        per_sample_bn=args.per_sample_bn, batch_size=args.batch,
+        reference_labels=args.reference_labels)
     show = summary[["subspaces_from", "layer", "model_test_acc", "masc_test_acc", "best_epoch",
                     "kept_epoch", "test_acc_final", "test_acc_max", "wrong_relabelled_correctly",
                     "correct_relabelled_wrongly", "net_change", "detector_precision",

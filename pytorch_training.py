@@ -26,17 +26,17 @@ TF32 = False          # TF32 matmuls on CUDA (off, as PyTorch and the reference 
 from MASC import cli, training  # noqa: E402
 
 
-@cli.main
+@cli.main(resumes=True)
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), many=True)
-    p.add_argument("--epochs", type=int, default=EPOCHS, help="epoch cap")
+    p.add_argument("--epochs", type=cli.positive_int, default=EPOCHS, help="epoch cap")
     p.add_argument("--seed", type=int, default=SEED, help="run r uses seed SEED + r")
     p.add_argument("--label-seed", type=int, default=LABEL_SEED, help="corruption seed")
     cli.add_shuffle(p, SHUFFLE)
-    p.add_argument("--save-every", type=int, default=SAVE_EVERY, help="epochs between saves")
-    p.add_argument("--test-subset", type=int, default=TEST_SUBSET,
+    p.add_argument("--save-every", type=cli.positive_int, default=SAVE_EVERY, help="epochs between saves")
+    p.add_argument("--test-subset", type=cli.positive_int, default=TEST_SUBSET,
                    help="evaluate only the first N test images each epoch (quick runs)")
-    p.add_argument("--holdout", type=float, default=HOLDOUT,
+    p.add_argument("--holdout", type=cli.share, default=HOLDOUT,
                    help="share of the training images kept out of training, as a validation set "
                         "for pytorch_retrain_early.py --protocol clean")
     p.add_argument("--bf16", action="store_true", default=BF16, help="bf16 autocast")

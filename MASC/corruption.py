@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import MASCError
 from .results import atomic
 
 REFERENCE_SEED = 42
@@ -33,11 +34,24 @@ def corrupt_labels(labels, p, num_classes, seed=REFERENCE_SEED):
 @dataclass
 class RunLabels:
     """The labels of a run's training rows (the first n of the training set): corrupted and true,
-    and the rows held out of training (a validation set), as sorted indices."""
+    the rows held out of training (a validation set), as sorted indices, and the corruption
+    degree and seed that made them (None where unknown: files of older versions)."""
 
     corrupted: np.ndarray
     true: np.ndarray
     holdout: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    corrupt: float = None
+    label_seed: int = None
+
+    @classmethod
+    def of_run(cls, true_labels, p, num_classes, label_seed=REFERENCE_SEED, subset=None,
+               holdout=0.0):
+        """The labels of a run trained at degree p on the first ``subset`` rows of a training
+        set whose true labels are ``true_labels``, with a ``holdout`` share kept out."""
+        true = np.asarray(true_labels)
+        n = subset or len(true)
+        return cls(corrupt_labels(true, p, num_classes, label_seed)[:n], true[:n],
+                   holdout_rows(n, holdout), float(p), int(label_seed))
 
     @property
     def train_rows(self):
@@ -51,14 +65,24 @@ class RunLabels:
 
     def save(self, path):
         """Write them next to a checkpoint (npz, atomically)."""
+        known = {} if self.corrupt is None else {"corrupt": self.corrupt,
+                                                  "label_seed": self.label_seed}
         with atomic(path, ".tmp.npz") as tmp:  # np.savez appends .npz to other names
-            np.savez(tmp, corrupted=self.corrupted, true=self.true, holdout=self.holdout)
+            np.savez(tmp, corrupted=self.corrupted, true=self.true, holdout=self.holdout, **known)
 
     @classmethod
     def load(cls, path):
-        with np.load(path) as f:
-            return cls(f["corrupted"], f["true"], f["holdout"] if "holdout" in f else
-                       np.zeros(0, dtype=np.int64))
+        """Read them back; an unreadable file is a one-line error naming it."""
+        try:
+            with np.load(path) as f:
+                return cls(f["corrupted"], f["true"],
+                           f["holdout"] if "holdout" in f else np.zeros(0, dtype=np.int64),
+                           float(f["corrupt"]) if "corrupt" in f else None,
+                           int(f["label_seed"]) if "label_seed" in f else None)
+        except Exception as e:  # truncated zip, not an npz, missing arrays
+            raise MASCError(f"{path} is unreadable ({type(e).__name__}); delete it and run "
+                            f"pytorch_training.py again with the run's settings (it rewrites "
+                            f"the labels without retraining a finished run)") from None
 
 
 def holdout_rows(n, fraction, seed=REFERENCE_SEED):

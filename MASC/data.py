@@ -125,6 +125,9 @@ def load(name, root=None, train=True):
     """Load a split of a dataset as uint8 tensors, downloading with torchvision where possible."""
     spec = info(name)
     root = data_root(root)
+    if root.exists() and not root.is_dir():
+        raise MASCError(f"the data folder {root} is a file, not a folder; pass a folder with --data "
+                        f"(or ${DATA_ENV})")
     loader = {"MNIST": _load_idx, "FashionMNIST": _load_idx, "CIFAR10": _load_cifar,
               "CIFAR100": _load_cifar, "TinyImageNet": _load_tiny_imagenet}[name]
     split = loader(name, root, train)
@@ -155,19 +158,88 @@ def _try_download(make):
         return False
 
 
+IDX_ROWS = {True: 60000, False: 10000}  # MNIST's and Fashion-MNIST's training / test sizes
+_IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # unsigned bytes, 1 or 3 dimensions
+_MD5_OK = {}  # (path, size, mtime_ns) -> md5 checked against IDX_MD5, once per process
+
+
 def _load_idx(name, root, train):
+    """Read the raw IDX files of MNIST / Fashion-MNIST (torchvision downloads them when missing),
+    checking each one: size and header, label range and md5 (see :func:`_read_idx`)."""
     import torchvision
 
-    cls = getattr(torchvision.datasets, name)
     raw = root / name / "raw"
     prefix = "train" if train else "t10k"
-    if not (raw / f"{prefix}-images-idx3-ubyte").exists():
+    files = [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
+    if not all(f.exists() for f in files):
+        cls = getattr(torchvision.datasets, name)
         _try_download(lambda: cls(str(root), train=train, download=True))
+    if not all(f.exists() for f in files):
+        raise _missing(name, root, raw)
+    rows = IDX_ROWS[train]
+    images = _read_idx(name, root, files[0], (rows, 28, 28))
+    labels = _read_idx(name, root, files[1], (rows,))
+    bad = np.flatnonzero(labels >= info(name).num_classes)
+    if len(bad):
+        raise _corrupt(name, root, files[1], f"label {labels[bad[0]]} at row {bad[0]} is outside "
+                                             f"0..{info(name).num_classes - 1}")
+    for f in files:
+        _check_md5(name, root, f)
+    return Split(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long())
+
+
+def _corrupt(name, root, path, what):
+    return MASCError(f"file {path} is corrupt ({what}); run: "
+                     f"{FETCH_COMMAND.format(name=name, root=root)}")
+
+
+def _read_idx(name, root, path, shape):
+    """The uint8 array of an IDX file whose header must say ``shape``, and whose size must match."""
     try:
-        ds = cls(str(root), train=train, download=False)
-    except RuntimeError:
-        raise _missing(name, root, raw) from None
-    return Split(ds.data.unsqueeze(1).contiguous(), ds.targets.long())
+        size = path.stat().st_size
+        buffer = bytearray(size)
+        with open(path, "rb") as fh:
+            got = fh.readinto(buffer)
+    except OSError as e:
+        raise MASCError(f"cannot read {path} ({e.strerror or e}); check its permissions") from None
+    if got != size:
+        raise _corrupt(name, root, path, f"read {got} of its {size} bytes")
+    header = 4 + 4 * len(shape)
+    if size < header:
+        raise _corrupt(name, root, path, f"truncated: {size} bytes, shorter than its "
+                                         f"{header}-byte IDX header")
+    magic = int.from_bytes(buffer[:4], "big")
+    if magic != _IDX_MAGIC[len(shape)]:
+        raise _corrupt(name, root, path, f"bad IDX header: magic number 0x{magic:08x}, expected "
+                                         f"0x{_IDX_MAGIC[len(shape)]:08x}")
+    dims = tuple(int.from_bytes(buffer[4 + 4 * i:8 + 4 * i], "big") for i in range(len(shape)))
+    if dims != shape:
+        raise _corrupt(name, root, path, f"bad IDX header: dimensions {dims}, expected {shape}")
+    expected = header + int(np.prod(shape))
+    if size < expected:
+        raise _corrupt(name, root, path, f"truncated: {size} bytes, the header says {expected}")
+    if size > expected:
+        raise _corrupt(name, root, path, f"{size - expected} bytes more than the {expected} its "
+                                         f"header says")
+    return np.frombuffer(buffer, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _check_md5(name, root, path):
+    """Compare the md5 of an IDX file with IDX_MD5, once per process for each (size, mtime) of it."""
+    if not _md5_ok(path, IDX_MD5[name][path.name]):
+        raise _corrupt(name, root, path, "its md5 is not the one of the original file: damaged "
+                                         "bytes")
+
+
+def _md5_ok(path, expected):
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _MD5_OK:
+        _MD5_OK[key] = _md5(path) == expected
+    return _MD5_OK[key]
 
 
 def _load_cifar(name, root, train):
@@ -182,16 +254,32 @@ def _load_cifar(name, root, train):
     if not all((folder / f).exists() for f in files):
         raise _missing(name, root, folder)
     images, labels = [], []
+    classes = info(name).num_classes
     for f in files:
+        path = folder / f
+        fix = f"delete {folder} and run: {FETCH_COMMAND.format(name=name, root=root)}"
         try:
-            with open(folder / f, "rb") as fh:
+            with open(path, "rb") as fh:
                 entry = pickle.load(fh, encoding="latin1")
-            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
-        except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as e:
-            raise MASCError(f"{name} file {folder / f} is unreadable ({type(e).__name__}); delete "
-                            f"{folder} and fetch it again") from None
-    return Split(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long))
+            x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            y = np.asarray(entry["labels"] if "labels" in entry else entry["fine_labels"],
+                           dtype=np.int64).reshape(-1)
+        except OSError as e:
+            raise MASCError(f"cannot read {path} ({e.strerror or e}); check its permissions") \
+                from None
+        except Exception as e:  # a truncated or garbage pickle can fail in many ways
+            what = "truncated" if isinstance(e, EOFError) or "truncated" in str(e) else \
+                f"not a CIFAR batch: {type(e).__name__}"
+            raise MASCError(f"file {path} is corrupt ({what}); {fix}") from None
+        if len(x) != len(y):
+            raise MASCError(f"file {path} is corrupt ({len(x)} images but {len(y)} labels); {fix}")
+        bad = np.flatnonzero((y < 0) | (y >= classes))
+        if len(bad):
+            raise MASCError(f"file {path} is corrupt (label {y[bad[0]]} at row {bad[0]} is "
+                            f"outside 0..{classes - 1}); {fix}")
+        images.append(x)
+        labels.append(y)
+    return Split(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)))
 
 
 def _load_tiny_imagenet(name, root, train):
@@ -258,7 +346,25 @@ def _md5(path):
 
 
 def _idx_verified(name, raw):
-    return all((raw / f).exists() and _md5(raw / f) == md5 for f, md5 in IDX_MD5[name].items())
+    return all(_md5_ok(raw / f, md5) for f, md5 in IDX_MD5[name].items())
+
+
+def _writable(folder, name):
+    """Make ``folder`` (and its parents) or say in one line why a fetch of ``name`` cannot write
+    there: a file in the way, no permission, a read-only file system."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise MASCError(f"cannot fetch {name} into {folder}: {parent} is a file, not a "
+                                f"folder; pass a folder with --data")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise MASCError(f"cannot fetch {name} into {folder}: it is not writable "
+                        f"({e.strerror or e}); pass a writable folder with --data") from None
 
 
 def _run(cmd, cwd):
@@ -304,7 +410,10 @@ def fetch_idx(name, root):
     raw = root / name / "raw"
     if _idx_verified(name, raw):
         return f"{name}: already present and verified in {raw}"
-    raw.mkdir(parents=True, exist_ok=True)
+    _writable(raw, name)
+    for f, md5 in IDX_MD5[name].items():  # damaged files go, or torchvision would keep them
+        if (raw / f).exists() and not _md5_ok(raw / f, md5):
+            (raw / f).unlink()
     cls = getattr(torchvision.datasets, name)
     if _try_download(lambda: [cls(str(root), train=t, download=True) for t in (True, False)]) \
             and _idx_verified(name, raw):
@@ -333,8 +442,12 @@ def fetch(name, root=None):
     root = data_root(root)
     if name in IDX_MD5:
         return fetch_idx(name, root)
-    for train in (True, False):
-        load(name, root, train)  # downloads with torchvision, or says clearly why it could not
+    try:
+        for train in (True, False):
+            load(name, root, train)  # downloads with torchvision, or says clearly why it could not
+    except MASCError:
+        _writable(root, name)  # the clearer reason, when the folder cannot take a download
+        raise
     return f"{name}: present in {root}"
 
 

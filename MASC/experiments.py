@@ -13,9 +13,11 @@ from . import data, models, readout, results
 from .corruption import REFERENCE_SEED, RunLabels, corrupt_labels
 from .errors import MASCError
 from .masc import accuracy
+from . import training
 from .training import pick_device
 
 SUBSPACES = {1: "corrupted", 2: "original", 3: "corrupted"}
+MERGE_KEYS = ["subspaces_from", "layer"]  # a row of our MASC CSVs per (labelling, layer)
 
 
 def load_trained(out, dataset, model, p, run):
@@ -36,31 +38,72 @@ def load_trained(out, dataset, model, p, run):
     return net
 
 
-def run_labels(out, dataset, model, p, run, true_labels, subset=None):
-    """The :class:`RunLabels` of a run at p (its first ``subset`` rows): the labels saved at
-    training time, else (a checkpoint from elsewhere) the reference rule with seed 42."""
-    path = results.run_dir(out, dataset, model, p, run) / "labels.npz"
+def run_labels(out, dataset, model, p, run, true_labels, subset=None, reference=False):
+    """The :class:`RunLabels` of a run at p (its first ``subset`` rows), checked against the
+    dataset and the run: the labels saved at training time (labels.npz), else those its saved
+    progress describes. ``reference=True`` is for checkpoints trained elsewhere on the whole
+    training set with the reference's labels (seed 42), which come with neither file."""
+    folder = results.run_dir(out, dataset, model, p, run)
+    path, num_classes = folder / "labels.npz", data.info(dataset).num_classes
+    true = np.asarray(true_labels)
+    config = (training.load_progress(folder) or {}).get("config")
     if path.exists():
         saved = RunLabels.load(path)
-        n = subset or len(saved.true)
-        if n > len(saved.true):
-            raise MASCError(f"the model in {path.parent} was trained on the first "
-                            f"{len(saved.true)} training samples; --subset can be at most that")
-        return RunLabels(saved.corrupted[:n], saved.true[:n], saved.holdout[saved.holdout < n])
-    n = subset or len(true_labels)
-    if n > len(true_labels):
-        raise MASCError(f"--subset {n} is larger than the training set ({len(true_labels)})")
-    true = np.asarray(true_labels)
-    return RunLabels(corrupt_labels(true, p, data.info(dataset).num_classes, REFERENCE_SEED)[:n],
-                     true[:n])
+        where = f"{path}"
+    elif config:
+        saved = RunLabels.of_run(true, p, num_classes, config["label_seed"], config["subset"],
+                                 config["holdout"])
+        where = f"the labels that {folder / 'progress.pt'} describes"
+    elif reference:
+        saved = RunLabels.of_run(true, p, num_classes)
+        where = "the reference's labels"
+    else:
+        raise MASCError(
+            f"{folder} has no labels.npz or progress.pt, so the rows and labels its model was "
+            f"trained on are unknown; train it again ({results.training_command(dataset, model, p, run)}"
+            f"{'' if str(out) == '.' else f' --out {out}'}), or, for a checkpoint trained on the "
+            f"whole training set with the reference's labels, pass --reference-labels")
+    _check_labels(saved, where, true, p, num_classes, config)
+    n = subset or len(saved.true)
+    if n > len(saved.true):
+        raise MASCError(f"the model in {folder} was trained on the first {len(saved.true)} "
+                        f"training samples; --subset can be at most that")
+    return RunLabels(saved.corrupted[:n], saved.true[:n], saved.holdout[saved.holdout < n],
+                     saved.corrupt, saved.label_seed)
+
+
+def _check_labels(saved, where, true, p, num_classes, config):
+    """Refuse labels that do not belong to this dataset, degree p or the run's training rows."""
+    n = len(saved.true)
+    if n > len(true) or not np.array_equal(saved.true, true[:n]):
+        raise MASCError(f"{where}: its true labels are not this dataset's; copied from another "
+                        f"run? delete it and run pytorch_training.py again with the run's settings")
+    if saved.corrupt is not None and saved.corrupt != float(p):
+        raise MASCError(f"{where} holds labels corrupted at p={saved.corrupt}, not p={p}; "
+                        f"copied from another run? delete it and run pytorch_training.py again")
+    if config and n != (config["subset"] or len(true)):
+        raise MASCError(f"{where} has {n} rows but the model was trained on "
+                        f"{config['subset'] or len(true)}; delete it and run pytorch_training.py "
+                        f"again with the run's settings")
+    seed = saved.label_seed if saved.label_seed is not None else (config or {}).get(
+        "label_seed", REFERENCE_SEED)
+    if not np.array_equal(saved.corrupted, corrupt_labels(true, p, num_classes, seed)[:n]):
+        raise MASCError(f"{where}: its corrupted labels are not those of p={p} with label seed "
+                        f"{seed}; delete it and run pytorch_training.py again with the run's "
+                        f"settings")
 
 
 def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="auto",
                      threshold=0.99, layers=None, subset=None, per_sample_bn=True,
-                     batch_size=readout.BATCH, log=print):
+                     batch_size=readout.BATCH, reference_labels=False, log=print):
     """Run the chosen experiments; returns one tidy DataFrame (rows: exp x layer)."""
     device = pick_device(device)
     spec = data.info(dataset)
+    for exp in exps:  # results files we will merge into must be readable before any work
+        for per_class, keys in ((False, MERGE_KEYS), (True, MERGE_KEYS + ["class"])):
+            path = results.masc_csv(out, dataset, model, p, run, exp, per_class)
+            if path.exists():
+                results.read_csv(path, keys)
     train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False)
     class_masks = [test_split.labels == c for c in range(spec.num_classes)]
     frames = []
@@ -68,7 +111,8 @@ def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="a
         if not group:
             continue
         net = load_trained(out, dataset, model, model_p, run)
-        labels = run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
+        labels = run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset,
+                            reference_labels)
         split, corrupted, true = labels.training(train_split)
         given = {"corrupted": corrupted, "original": true}
         labellings = {SUBSPACES[e]: given[SUBSPACES[e]] for e in group}
@@ -103,13 +147,15 @@ def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="a
                                                              "exp", "subspaces_from", "layer")},
                                       "class": c, "n_test": int(mask.sum()),
                                       "test_acc": accuracy(test_pred[key][mask], test_split.labels[mask])})
-                _write_reference(out, dataset, model, p, run, exp, layer, row, k)
             frame = pd.DataFrame(rows)  # rows of layers not recomputed now are kept
             results.merge_csv(frame, results.masc_csv(out, dataset, model, p, run, exp),
-                              ["subspaces_from", "layer"])
+                              MERGE_KEYS)
             results.merge_csv(pd.DataFrame(per_class),
                               results.masc_csv(out, dataset, model, p, run, exp, per_class=True),
-                              ["subspaces_from", "layer", "class"])
+                              MERGE_KEYS + ["class"])
+            for key, row in zip(keys, rows):  # the reference's files once ours are written
+                _write_reference(out, dataset, model, p, run, exp, key[1], row,
+                                 estimators[key].n_components_)
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -356,12 +356,14 @@ class Activations:
 
 
 def layer_activations(out, dataset, model, p, run, root=None, device="cpu", layers=None,
-                      subset=None, test_subset=None, per_sample_bn=True, batch_size=readout.BATCH):
+                      subset=None, test_subset=None, per_sample_bn=True, batch_size=readout.BATCH,
+                      reference_labels=False):
     """Activations of a trained run's layers on its training rows and the (first) test rows."""
     net = experiments.load_trained(out, dataset, model, p, run)
     train_split = data.load(dataset, root, True)
     test_split = data.load(dataset, root, False).first(test_subset)
-    labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
+    labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset,
+                                    reference_labels)
     trained_on, corrupted, true = labels.training(train_split)
     train, _ = readout.collect(net, trained_on.images, dataset, layers, device, batch_size,
                                per_sample_bn)
@@ -379,7 +381,7 @@ def each_run(args, device, log=print):
             log(f"{args.dataset} {args.model} p={corrupt} run {run}: reading the layers out ({device})")
             acts = layer_activations(args.out, args.dataset, args.model, corrupt, run, args.data,
                                      device, args.layers, args.subset, args.test_subset,
-                                     args.per_sample_bn, args.batch)
+                                     args.per_sample_bn, args.batch, args.reference_labels)
             ids = {"dataset": args.dataset, "model": args.model, "corrupt": corrupt, "run": run,
                    "seed": run_seed(args.out, args.dataset, args.model, corrupt, run)}
             yield corrupt, run, acts, ids

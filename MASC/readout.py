@@ -13,6 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import data
+from .errors import MASCError
 from .layers import check_layers, tapped
 from .masc import MinimumAngleSubspaceClassifier
 
@@ -48,13 +49,21 @@ def sync(device):
 
 def forward_layers(model, images, dataset, layers=None, device="cpu", batch_size=BATCH,
                    per_sample_bn=False):
-    """Yield ``(rows, {layer: (b, D) activation}, logits)`` over uint8 ``images`` in order."""
+    """Yield ``(rows, {layer: (b, D) activation}, logits)`` over uint8 ``images`` in order.
+
+    A layer whose activations are not all finite (a diverged or damaged model) is an error that
+    names it."""
     layers = check_layers(model, layers)
     model = (per_sample_batchnorm(model) if per_sample_bn else model).to(device).eval()
     with torch.no_grad(), tapped(model, layers) as found:
         for start in range(0, len(images), batch_size):
             x = data.normalise(images[start:start + batch_size].to(device), dataset)
             logits = model(x)
+            for layer, a in found.items():
+                if not torch.isfinite(a).all():
+                    raise MASCError(f"layer {layer} gives NaN or infinite activations on images "
+                                    f"{start}-{start + len(x) - 1}: the model diverged or its "
+                                    f"checkpoint is damaged; train it again")
             yield slice(start, start + len(x)), dict(found), logits
 
 

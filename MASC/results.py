@@ -1,7 +1,11 @@
 """Where results live (the reference's layout, spec section 9) and the one CSV writer."""
 import contextlib
+import fcntl
 import os
 import re
+import socket
+import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -60,15 +64,82 @@ def require_checkpoint(out, dataset, model, p, run):
     return path
 
 
+def _writable_folder(folder):
+    """Make ``folder`` (and its parents), or say in one line why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise MASCError(f"cannot write under {folder}: a file of that name is in the way; "
+                        f"choose another --out") from None
+    except PermissionError:
+        raise MASCError(f"cannot write under {folder}: permission denied; choose another "
+                        f"--out") from None
+
+
 @contextlib.contextmanager
 def atomic(path, suffix=".tmp"):
     """A temporary path beside ``path`` to write to; once written in full it replaces ``path``
-    (a reader never sees half a file, an interrupted write leaves the old one)."""
+    (a reader never sees half a file, an interrupted write leaves the old one). The temporary
+    name is unique to this write, so two processes never write to the same one; on any failure
+    it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + suffix)
-    yield tmp
-    os.replace(tmp, path)
+    _writable_folder(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        raise MASCError(f"cannot write {path} ({e.strerror or e}); nothing was changed there; "
+                        f"free space or choose another --out") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def lock(path, wait=True, what="written"):
+    """Hold an exclusive lock on ``path``'s lock file (``.{name}.lock`` beside it) while the
+    block runs. ``wait=False``: if another process holds it, fail at once, naming the holder.
+    The operating system drops a lock whose process dies, so a lock is never stale."""
+    path = Path(path)
+    _writable_folder(path.parent)
+    lock_path = path.with_name(f".{path.name}.lock")
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise MASCError(f"{path} is being {what} by {holder}; wait for it to finish (or stop "
+                            f"it) and run again") from None
+        fh.seek(0)
+        fh.truncate()
+        job = os.environ.get("SLURM_JOB_ID")
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}"
+                 + (f" (Slurm job {job})" if job else "")
+                 + f" since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_csv(path, columns=()):
+    """A results CSV we wrote earlier, checked: unreadable or hand-edited files (missing
+    ``columns``) are a one-line error that names the file, before anything is written."""
+    try:
+        frame = pd.read_csv(path)
+    except Exception as e:  # pandas raises several types for garbage and truncation
+        raise MASCError(f"{path} is unreadable ({type(e).__name__}); move it away or delete it "
+                        f"and run again") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise MASCError(f"{path} lacks the columns {', '.join(missing)} (edited by hand or "
+                        f"from another tool?); move it away or delete it and run again")
+    return frame
 
 
 def write_csv(frame, path, index=False):
@@ -80,13 +151,16 @@ def write_csv(frame, path, index=False):
 
 def merge_csv(frame, path, keys):
     """Write ``frame`` to ``path``, keeping the rows already there whose ``keys`` it does not
-    recompute (so runs over different probes or layers add up in one file)."""
-    if path.exists():
-        old = pd.read_csv(path)
-        fresh = pd.MultiIndex.from_frame(frame[keys].astype(str))
-        kept = old[~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(fresh)]
-        frame = pd.concat([kept, frame], ignore_index=True)
-    return write_csv(frame, path)
+    recompute (so runs over different probes or layers add up in one file). The read and the
+    write happen under the file's lock: two processes merging into one file lose no row."""
+    path = Path(path)
+    with lock(path):
+        if path.exists():
+            old = read_csv(path, keys)
+            fresh = pd.MultiIndex.from_frame(frame[keys].astype(str))
+            kept = old[~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(fresh)]
+            frame = pd.concat([kept, frame], ignore_index=True)
+        return write_csv(frame, path)
 
 
 def save_torch(obj, path):

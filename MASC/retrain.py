@@ -176,7 +176,8 @@ def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshol
 
 def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, out=".", root=None,
             device="auto", threshold=0.99, max_epochs=30, patience=3, seed=None, layers=None,
-            subset=None, shuffle=False, per_sample_bn=True, batch_size=readout.BATCH, log=print):
+            subset=None, shuffle=False, per_sample_bn=True, batch_size=readout.BATCH,
+            reference_labels=False, log=print):
     """Relabel with MASC and fine-tune the memorised model of a run, once per subspace labelling.
 
     ``seed`` (default: the run index) fixes the fine-tuning's data order.
@@ -191,7 +192,8 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
     net = experiments.load_trained(out, dataset, model, p, run)
     memorised_epoch = results.checkpoint_epoch(results.require_checkpoint(out, dataset, model, p, run))
     train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False)
-    labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
+    labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset,
+                                    reference_labels)
     train_split = train_split.first(len(labels.true))
     splits = protocol_splits(protocol, train_split, labels, test_split)
     fit_split, corrupted, true = labels.training(train_split)

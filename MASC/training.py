@@ -9,10 +9,12 @@ gets exactly its own optimiser's update. On CUDA the whole step (gather, forward
 optimiser) is captured as a CUDA graph; on CPU it runs eagerly. :mod:`MASC.stacking` runs the K
 models as one.
 """
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
 from itertools import groupby
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import data, models, results
-from .corruption import REFERENCE_SEED, RunLabels, corrupt_labels, holdout_rows
+from .corruption import REFERENCE_SEED, RunLabels, holdout_rows
 from .errors import MASCError
 from .stacking import Stack
 
@@ -84,11 +86,6 @@ def set_precision(device, tf32=False):
         if tf32:
             torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-
-
-def training_labels(true_labels, run, num_classes):
-    """The run's corrupted training labels (reference rule over the full training set)."""
-    return corrupt_labels(true_labels, run.corrupt, num_classes, seed=run.label_seed)
 
 
 def _optimiser_state(optimiser, names, k):
@@ -260,14 +257,10 @@ class _Session:
         return results.run_dir(self.out, run.dataset, run.model, run.corrupt, run.run)
 
     def load_progress(self, run):
-        path = self.folder(run) / "progress.pt"
-        if not path.exists():
+        state = load_progress(self.folder(run))
+        if state is None:
             return None
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise MASCError(f"cannot read {path} ({type(e).__name__}); delete it to restart the "
-                            f"run") from None
+        path = self.folder(run) / "progress.pt"
         saved, wanted = state.get("config", {}), self.schedule.config(run)
         if saved != wanted:
             diff = ", ".join(f"{k} {saved.get(k)!r} (now {v!r})" for k, v in wanted.items()
@@ -290,6 +283,43 @@ class _Session:
         checkpoint = results.save_checkpoint(weights, folder, epoch) if final else None
         _write_history(self.out, run, history)
         return checkpoint
+
+
+def load_progress(folder):
+    """A run folder's saved progress (config, epoch, history, weights, optimiser), or None."""
+    path = Path(folder) / "progress.pt"
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise MASCError(f"cannot read {path} ({type(e).__name__}); delete it to restart the "
+                        f"run") from None
+
+
+def _finished(session, run, state):
+    """A run already trained to its stop: make sure its checkpoint loads and its CSVs hold the
+    whole history (a process killed after the last progress save may have left either short),
+    writing them again from the saved progress where they do not; returns the checkpoint."""
+    folder = session.folder(run)
+    final = results.checkpoint_path(folder, state["epoch"])
+    try:
+        torch.load(final, map_location="cpu", weights_only=True)
+    except Exception:  # missing or corrupt: written again from the saved progress
+        results.save_checkpoint(state["model"], folder, state["epoch"])
+    csv = results.accuracy_csv(session.out, run.dataset, run.model, run.corrupt, run.run)
+    tidy = results.tidy_dir(session.out, "training", run.dataset, run.model) / \
+        f"{results.p_str(run.corrupt)}_Run_{run.run}.csv"
+    if not all(_rows(path) == len(state["history"]) for path in (csv, tidy)):
+        _write_history(session.out, run, state["history"])
+    return final
+
+
+def _rows(path):
+    try:
+        return len(pd.read_csv(path))
+    except Exception:  # missing, truncated or garbage: to be written again
+        return -1
 
 
 def _write_history(out, run, history):
@@ -340,32 +370,36 @@ def train(runs, out=".", root=None, device="auto", graphs=None, stack=None, prog
     n = len(train_split)
     holdout = holdout_rows(n, schedule.holdout)
     kept = np.setdiff1d(np.arange(n), holdout)
+    if not len(kept):
+        raise MASCError(f"--holdout {schedule.holdout} of {n} training images leaves none to "
+                        f"train on; use a smaller share")
     test_split = data.load(dataset, root, train=False).first(schedule.test_subset)
     session = _Session(out, schedule, train_split.take(kept).to(device), test_split.to(device),
                        device.type == "cuda" if graphs is None else graphs, progress, log)
     done, todo = {}, []
-    for run in runs:
-        state = session.load_progress(run)
-        corrupted = training_labels(true_labels, run, spec.num_classes)[:n]
-        RunLabels(corrupted, true_labels[:n], holdout).save(session.folder(run) / "labels.npz")
-        if state and (state["reached_target"] or state["epoch"] >= schedule.epochs):
-            final = results.checkpoint_path(session.folder(run), state["epoch"])
-            if not final.exists():  # deleted: written again from the saved progress
-                results.save_checkpoint(state["model"], session.folder(run), state["epoch"])
-            done[run] = final
-            log(f"{dataset} {model} p={run.corrupt} run {run.run}: already trained "
-                f"({state['epoch']} epochs), checkpoint {final}")
-        else:
-            todo.append((run, state, torch.as_tensor(corrupted[kept])))
+    with contextlib.ExitStack() as locks:
+        for run in runs:  # one process per run folder at a time
+            locks.enter_context(results.lock(session.folder(run), wait=False, what="trained"))
+        for run in runs:
+            state = session.load_progress(run)
+            labels = RunLabels.of_run(true_labels, run.corrupt, spec.num_classes, run.label_seed,
+                                      schedule.subset, schedule.holdout)
+            labels.save(session.folder(run) / "labels.npz")
+            if state and (state["reached_target"] or state["epoch"] >= schedule.epochs):
+                done[run] = _finished(session, run, state)
+                log(f"{dataset} {model} p={run.corrupt} run {run.run}: already trained "
+                    f"({state['epoch']} epochs), checkpoint {done[run]}")
+            else:
+                todo.append((run, state, torch.as_tensor(labels.corrupted[kept])))
 
-    def start_epoch(member):
-        return member[1]["epoch"] if member[1] else 0
+        def start_epoch(member):
+            return member[1]["epoch"] if member[1] else 0
 
-    stack = device.type == "cuda" if stack is None else stack
-    for start, members in groupby(sorted(todo, key=start_epoch), key=start_epoch):
-        members = list(members)
-        for group in [members] if stack else [[m] for m in members]:
-            done.update(_train_group(group, start, session))
+        stack = device.type == "cuda" if stack is None else stack
+        for start, members in groupby(sorted(todo, key=start_epoch), key=start_epoch):
+            members = list(members)
+            for group in [members] if stack else [[m] for m in members]:
+                done.update(_train_group(group, start, session))
     return done
 
 

@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "tests"))
 from MASC import MinimumAngleSubspaceClassifier, data, layers, models, readout, training  # noqa: E402
+from MASC.corruption import corrupt_labels  # noqa: E402
 from naive_masc import naive_fit, naive_predict  # noqa: E402
 
 
@@ -61,7 +62,7 @@ def part_a(args, device):
     root = str(data.data_root(args.data))
     train_split, test_split = data.load("MNIST", root, True), data.load("MNIST", root, False)
     run = training.Run("MNIST", "CNN", 0.8, 1, seed=1)
-    labels = torch.as_tensor(training.training_labels(train_split.labels.numpy(), run, 10))
+    labels = torch.as_tensor(corrupt_labels(train_split.labels.numpy(), run.corrupt, 10, run.label_seed))
     net = models.build("CNN", "MNIST")
     if args.checkpoint:
         net.load_state_dict(torch.load(args.checkpoint, weights_only=True))

@@ -5,6 +5,7 @@ import torch
 from conftest import requires_mnist
 from test_stacking import check_stack_against_each_model
 from MASC import MinimumAngleSubspaceClassifier, data, models, training
+from MASC.corruption import corrupt_labels
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -20,7 +21,7 @@ def group(model, graphs, n=1000, k=3):
     for run in runs:
         torch.manual_seed(run.seed)
         nets.append(models.build(model, "MNIST").cuda())
-    labels = torch.stack([torch.as_tensor(training.training_labels(split.labels.cpu().numpy(), r, 10))
+    labels = torch.stack([torch.as_tensor(corrupt_labels(split.labels.cpu().numpy(), r.corrupt, 10, r.label_seed))
                           for r in runs]).cuda()
     return training._Group(runs, nets, [None] * k, labels, split, graphs, False)
 

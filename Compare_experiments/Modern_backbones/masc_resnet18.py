@@ -35,14 +35,15 @@ FIXED = ["-model", "ResNet18", "-dataset", "CIFAR10"]
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), models=("ResNet18",), many=True,
                    readout=True)
-    p.add_argument("--threshold", type=float, default=THRESHOLD)
+    p.add_argument("--threshold", type=cli.threshold, default=THRESHOLD)
     args = p.parse_args(FIXED + list(sys.argv[1:] if argv is None else argv))
     for corrupt in cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption):
         for run in cli.expand(args.run, cli.RUNS, int):
             table = experiments.masc_experiments(
                 args.dataset, args.model, corrupt, run, [1, 2], out=args.out, root=args.data,
                 device=args.device, threshold=args.threshold, layers=args.layers,
-                subset=args.subset, per_sample_bn=args.per_sample_bn, batch_size=args.batch)
+                subset=args.subset, per_sample_bn=args.per_sample_bn, batch_size=args.batch,
+                reference_labels=args.reference_labels)
             print(table[["subspaces_from", "layer", "dim", "k_mean", "train_acc_vs_corrupted",
                          "train_acc_vs_true", "test_acc", "fit_seconds", "predict_seconds"]]
                   .to_string(index=False))

@@ -47,10 +47,10 @@ def summarise(folder):
 @cli.main
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), many=True, readout=True)
-    p.add_argument("--thresholds", nargs="+", type=float, default=THRESHOLDS,
+    p.add_argument("--thresholds", nargs="+", type=cli.threshold, default=THRESHOLDS,
                    help="shares in (0, 1) and/or whole numbers of components (1 = '1 PC')")
     p.add_argument("--labels", nargs="+", default=LABELS, choices=LABELLINGS)
-    p.add_argument("--test-subset", type=int, default=TEST_SUBSET, help="first N test images only")
+    p.add_argument("--test-subset", type=cli.positive_int, default=TEST_SUBSET, help="first N test images only")
     args = p.parse_args(argv)
     device = pick_device(args.device)
     folder = results.tidy_dir(args.out, "sensitivity", args.dataset, args.model)

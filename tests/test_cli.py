@@ -1,0 +1,198 @@
+"""Bad flag values end every script with exit status 2 and one error line naming the flag, before
+any data is loaded or any model is built; -corr / -run lists count each value once."""
+import argparse
+import importlib
+import importlib.util
+
+import pytest
+import torch
+
+from conftest import ROOT
+from MASC import cli, data, experiments, probes, retrain, training
+from MASC.errors import MASCError
+
+SCRIPTS = {
+    "training": "pytorch_training.py",
+    "masc_all": "pytorch_MASC_all.py",
+    "retrain": "pytorch_retrain_early.py",
+    "probe_layers": "Compare_experiments/stronger_baselines/probe_layers.py",
+    "sensitivity": "Compare_experiments/sensitivity_ablation_studies/sensitivity.py",
+    "masc_resnet18": "Compare_experiments/Modern_backbones/masc_resnet18.py",
+    "train_resnet18": "Compare_experiments/Modern_backbones/train_resnet18.py",
+}
+GOOD = {  # a valid command line of each script, the bad flag goes after it
+    "training": ["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1"],
+    "masc_all": ["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1", "-exp1", "True"],
+    "retrain": ["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1"],
+    "probe_layers": ["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1"],
+    "sensitivity": ["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1"],
+    "masc_resnet18": ["-corr", "0.8", "-run", "1"],
+    "train_resnet18": ["-corr", "0.8", "-run", "1"],
+}
+ALL = list(SCRIPTS)
+READOUT = ["masc_all", "retrain", "probe_layers", "sensitivity", "masc_resnet18"]
+THRESHOLD = ["masc_all", "retrain", "probe_layers", "masc_resnet18"]
+TEST_SUBSET = ["training", "probe_layers", "sensitivity"]
+MANY = ["training", "probe_layers", "sensitivity", "masc_resnet18", "train_resnet18"]
+MPS = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+# (scripts, flag named in the error, the bad arguments)
+BAD = [
+    (ALL, "--subset", ["--subset", "-5"]),
+    (ALL, "--subset", ["--subset", "0"]),
+    (ALL, "--subset", ["--subset", "1.5"]),
+    (ALL, "--device", ["--device", "nonsense"]),
+    (ALL, "--device", ["--device", "cuda:99"]),  # no CUDA, or not 100 GPUs
+    (ALL, "--device", ["--device", "meta"]),
+    (["training", "masc_all"], "-run", ["-run", "0"]),
+    (["retrain", "probe_layers"], "-run", ["-run", "-2"]),
+    (["sensitivity", "masc_resnet18"], "-run", ["-run", "x"]),
+    (["masc_all", "training"], "-corr", ["-corr", "1.5"]),
+    (MANY, "-corr", ["-corr", "all", "0.2"]),
+    (MANY, "-run", ["-run", "1", "all"]),
+    (["training", "train_resnet18"], "--epochs", ["--epochs", "0"]),
+    (["training"], "--epochs", ["--epochs", "-3"]),
+    (["training"], "--save-every", ["--save-every", "0"]),
+    (TEST_SUBSET, "--test-subset", ["--test-subset", "0"]),
+    (["training"], "--holdout", ["--holdout", "1"]),
+    (["training"], "--holdout", ["--holdout", "-0.1"]),
+    (["training"], "--holdout", ["--holdout", "nan"]),
+    (READOUT, "--batch", ["--batch", "0"]),
+    (READOUT, "--batch", ["--batch", "-5"]),
+    (THRESHOLD, "--threshold", ["--threshold", "0"]),
+    (THRESHOLD, "--threshold", ["--threshold", "1.5"]),
+    (["masc_all"], "--threshold", ["--threshold", "-0.5"]),
+    (["retrain"], "--threshold", ["--threshold", "nan"]),
+    (["sensitivity"], "--thresholds", ["--thresholds", "0.5", "2.5"]),
+    (["retrain"], "--max-epochs", ["--max-epochs", "0"]),
+    (["retrain"], "--patience", ["--patience", "0"]),
+]
+if not MPS:
+    BAD.append((ALL, "--device", ["--device", "mps"]))
+CASES = [pytest.param(s, flag, bad, id=f"{s}{''.join(bad)}") for scripts, flag, bad in BAD
+         for s in scripts]
+
+
+def script(name):
+    """A script's module (its main takes argv)."""
+    path = SCRIPTS[name]
+    if "/" not in path:
+        return importlib.import_module(path[:-3])
+    spec = importlib.util.spec_from_file_location(path.replace("/", "_")[:-3], ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Anything past the flag checks (data, training, read-outs) fails the test loudly."""
+    def reached(*args, **kwargs):
+        raise AssertionError("the script went past the flag checks")
+    for module, name in ((data, "load"), (training, "train"), (experiments, "masc_experiments"),
+                         (retrain, "retrain"), (probes, "each_run")):
+        monkeypatch.setattr(module, name, reached)
+
+
+@pytest.mark.parametrize("name,flag,bad", CASES)
+def test_bad_flag_is_one_error_line_naming_it(name, flag, bad, no_work, capsys):
+    with pytest.raises(SystemExit) as stop:
+        script(name).main(GOOD[name] + bad)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert stop.value.code == 2, err
+    assert len(errors) == 1 and f"argument {flag}:" in errors[0], err
+    assert "Traceback" not in err
+
+
+def test_good_flags_reach_the_work(monkeypatch):
+    """The checks let valid values through, converted (the same command lines as above)."""
+    seen = {}
+    monkeypatch.setattr(training, "train", lambda runs, **kw: seen.update(kw, runs=runs) or {})
+    script("training").main(GOOD["training"] + [
+        "--subset", "100", "--test-subset", "50", "--epochs", "2", "--save-every", "1",
+        "--holdout", "0.1", "--device", "cpu"])
+    assert (seen["subset"], seen["test_subset"], seen["epochs"]) == (100, 50, 2)
+    assert (seen["save_every"], seen["holdout"], seen["device"]) == (1, 0.1, "cpu")
+    p = cli.parser("x", {}, readout=True)  # the read-out flags, as the other scripts declare them
+    p.add_argument("--threshold", type=cli.threshold)
+    args = p.parse_args(GOOD["retrain"] + ["--threshold", "5", "--batch", "7", "--device", "auto"])
+    assert (args.threshold, args.batch, args.device, args.corr, args.run) == (5.0, 7, "auto", 0.8, 1)
+
+
+def test_repeated_corr_and_run_count_once(monkeypatch):
+    seen = []
+    monkeypatch.setattr(training, "train", lambda runs, **kw: seen.extend(runs) or {})
+    script("training").main(["-corr", "0.8", "0.2", "0.80", "-model", "CNN", "-dataset", "MNIST",
+                             "-run", "2", "1", "2", "2", "--device", "cpu"])
+    assert [(r.corrupt, r.run) for r in seen] == [(0.8, 2), (0.8, 1), (0.2, 2), (0.2, 1)]
+    seen.clear()
+    script("training").main(["-corr", "all", "all", "-model", "CNN", "-dataset", "MNIST",
+                             "-run", "3", "--device", "cpu"])
+    assert [r.corrupt for r in seen] == list(cli.CORRUPTIONS)
+
+
+@pytest.mark.parametrize("values,kind,expected", [
+    (["1", "1", "3", "1"], int, [1, 3]),
+    ([3, 1, 3], int, [3, 1]),
+    (["all"], int, list(cli.RUNS)),
+    (["all", "all"], int, list(cli.RUNS)),
+    (["0.8", "0.2", "0.8"], cli.corruption, [0.8, 0.2]),
+    (["0.8", "0.80"], cli.corruption, [0.8]),
+])
+def test_expand_keeps_order_and_drops_repeats(values, kind, expected):
+    assert cli.expand(values, cli.RUNS if kind is int else cli.CORRUPTIONS, kind) == expected
+
+
+@pytest.mark.parametrize("values", [["all", "1"], ["x"], ["1.5"]])
+def test_expand_bad_values(values):
+    with pytest.raises(MASCError):
+        cli.expand(values, cli.CORRUPTIONS, cli.corruption)
+
+
+@pytest.mark.parametrize("kind,good,bad", [
+    (cli.positive_int, {"1": 1, " 7 ": 7, "60000": 60000}, ["0", "-1", "1.5", "1e3", "", "x"]),
+    (cli.share, {"0": 0.0, "0.1": 0.1, "0.999": 0.999}, ["1", "1.0", "-0.1", "nan", "inf", "x"]),
+    (cli.corruption, {"0": 0.0, "1": 1.0, "0.8": 0.8}, ["1.01", "-0.2", "nan", "x"]),
+    (cli.threshold, {"0.99": 0.99, "1": 1.0, "5": 5.0, "0.5": 0.5},
+     ["0", "-0.5", "1.5", "2.5", "nan", "inf", "x"]),
+])
+def test_flag_types(kind, good, bad):
+    for text, value in good.items():
+        assert kind(text) == value
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError):
+            kind(text)
+
+
+def test_threshold_type_matches_masc():
+    """Whatever the flag lets through, MASC accepts, and the other way round."""
+    from MASC.masc import MinimumAngleSubspaceClassifier as MASC
+
+    for n in (0.01, 0.5, 0.99, 1.0, 2.0, 7.0, 0.0, -1.0, 1.5, 2.25, float("nan"), float("inf")):
+        try:
+            cli.threshold(str(n))
+            flag_ok = True
+        except argparse.ArgumentTypeError:
+            flag_ok = False
+        try:
+            MASC(threshold=n)._check_threshold()
+            masc_ok = True
+        except MASCError:
+            masc_ok = False
+        assert flag_ok == masc_ok, n
+
+
+def test_check_device():
+    assert cli.check_device("auto") == "auto" and cli.check_device("cpu") == "cpu"
+    for name in ("nonsense", "cuda:99", "meta", "cpu cpu"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.check_device(name)
+    if torch.cuda.is_available():
+        assert cli.check_device("cuda:0") == "cuda:0"
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match="no CUDA GPU"):
+            cli.check_device("cuda")
+    if not MPS:
+        with pytest.raises(argparse.ArgumentTypeError, match="MPS"):
+            cli.check_device("mps")
