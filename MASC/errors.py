@@ -1,5 +1,5 @@
 """The one exception type users see: its message says what is wrong and how to fix it."""
 
 
-class MASCError(Exception):
+class MASCError(ValueError):
     """A problem with the user's input or files; scripts print it on one line and exit with 2."""

@@ -22,9 +22,10 @@ MERGE_KEYS = ["subspaces_from", "layer"]  # a row of our MASC CSVs per (labellin
 
 def load_trained(out, dataset, model, p, run):
     """The final checkpoint of a run, loaded into a fresh model (clear errors if missing or bad)."""
-    path = results.require_checkpoint(out, dataset, model, p, run)
+    config = (training.load_progress(results.run_dir(out, dataset, model, p, run)) or {}).get("config")
+    path = results.require_checkpoint(out, dataset, model, p, run, config)
     net = models.build(model, dataset)
-    retrain = results.training_command(dataset, model, p, run)
+    retrain = results.training_command(out, dataset, model, p, run, config)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -60,8 +61,8 @@ def run_labels(out, dataset, model, p, run, true_labels, subset=None, reference=
     else:
         raise MASCError(
             f"{folder} has no labels.npz or progress.pt, so the rows and labels its model was "
-            f"trained on are unknown; train it again ({results.training_command(dataset, model, p, run)}"
-            f"{'' if str(out) == '.' else f' --out {out}'}), or, for a checkpoint trained on the "
+            f"trained on are unknown; train it again ({results.training_command(out, dataset, model, p, run)}"
+            f"), or, for a checkpoint trained on the "
             f"whole training set with the reference's labels, pass --reference-labels")
     _check_labels(saved, where, true, p, num_classes, config)
     n = subset or len(saved.true)

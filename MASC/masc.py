@@ -1,4 +1,4 @@
-"""MASC: the Minimum Angle Subspace Classifier, as a scikit-learn style estimator on torch tensors.
+"""MASC: the Minimum Angle Subspace Classifier, a scikit-learn estimator on torch tensors.
 
 For each class c, MASC takes the *uncentred* principal subspace of that class's training vectors
 (the reference's "+x and -x" augmentation makes ``np.cov`` uncentred: its eigenvectors are those of
@@ -20,96 +20,258 @@ Defined where the reference gives NaN or crashes:
 * k never exceeds the rank of a class (only reachable with an integer threshold);
 * a class listed in ``classes`` but without training samples raises :class:`MASCError`.
 
+As a scikit-learn estimator: labels may be any integers or strings (``classes_`` holds them sorted;
+whole-number float labels are read as integers, other floats are refused); X may be a tensor on any
+device, a NumPy array, a list or a DataFrame; NaN or infinite features, 1-D or empty X, a wrong
+number of features and X and y of different lengths raise :class:`MASCError` (a ``ValueError``)
+saying so; predict, angles or decision_function before fit raise scikit-learn's
+``NotFittedError`` (also a MASCError). Outputs follow the input: a tensor in, a tensor out (numbers
+as labels) on the fitted device; anything else in, NumPy out.
+
 Fitting streams: :meth:`partial_fit` keeps, per class, either its rows (while it has fewer rows
 than dimensions; the subspace then comes from the N_c x N_c Gram matrix) or the D x D matrix
 X_c^T X_c in float64. Both routes give the same subspace and the same k.
 """
 import math
+import numbers
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
 from .errors import MASCError
 
+# fitted attributes computed by solve(); partial_fit drops them, the next access solves again
+_SOLVED = ("classes_", "n_samples_per_class_", "components_", "n_components_",
+           "explained_variance_ratio_")
 
-def _as_tensor(x, device, dtype=None):
-    t = torch.as_tensor(x)
-    return t.to(device=device, dtype=dtype or t.dtype)
+
+class NotFittedMASCError(MASCError, NotFittedError):
+    """Predicting before fit: both a :class:`MASCError` and scikit-learn's ``NotFittedError``."""
 
 
-class MinimumAngleSubspaceClassifier:
+def _torch_dtype(dtype):
+    """A floating torch dtype from a torch dtype, a NumPy dtype or a name ("float32")."""
+    found = dtype
+    if isinstance(dtype, str):
+        found = getattr(torch, dtype, None)
+    elif not isinstance(dtype, torch.dtype):
+        try:
+            found = torch.from_numpy(np.empty(0, dtype=np.dtype(dtype))).dtype
+        except TypeError:
+            found = None
+    if not isinstance(found, torch.dtype) or not found.is_floating_point:
+        raise MASCError(f"predict_dtype must be a floating dtype such as 'float64' or "
+                        f"torch.float32, got {dtype!r}")
+    return found
+
+
+def _as_labels(y, what="y"):
+    """1-D labels as a NumPy array of int64, bool, str or bytes; whole-number floats become int64,
+    anything else (1.5, NaN, mixed strings and numbers) is refused."""
+    if y.dtype == object:
+        values = y.tolist()
+        if all(isinstance(v, str) for v in values):
+            y = y.astype(str)
+        elif all(isinstance(v, numbers.Integral) for v in values):
+            y = y.astype(np.int64)
+        elif all(isinstance(v, numbers.Real) for v in values):
+            y = y.astype(np.float64)
+        else:
+            raise MASCError(f"Unknown label type: {what} mixes strings, numbers or other objects; "
+                            f"use one type of class label")
+    kind = y.dtype.kind
+    if kind == "f":
+        if not np.isfinite(y).all():
+            raise MASCError(f"{what} contains NaN or infinite labels; every row needs a class "
+                            f"label")
+        fractional = y[y != np.round(y)]
+        if len(fractional):
+            raise MASCError(f"Unknown label type: continuous; class labels must be whole numbers "
+                            f"or strings, but {what} holds {fractional[0].item()!r}")
+        return y.astype(np.int64)
+    if kind in "iu":
+        return y.astype(np.int64, copy=False)
+    if kind in "bUS":
+        return y
+    raise MASCError(f"Unknown label type: {what} has dtype {y.dtype}; class labels must be "
+                    f"integers or strings")
+
+
+def _sorted(labels, what):
+    try:
+        return sorted(labels)
+    except TypeError:
+        types = ", ".join(sorted({type(c).__name__ for c in labels}))
+        raise MASCError(f"{what} mix label types ({types}); use one type of class label") from None
+
+
+class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
     """Minimum-angle subspace classifier (fit / partial_fit / predict / score).
 
-    Parameters
+    Parameters (stored unchanged; checked by fit)
     ----------
     threshold : float in (0, 1) for the share of energy to keep, or an integer >= 1 for a fixed
         number of components per class (default 0.99, the paper's).
-    device : torch device for the fitted state; default: the device of the first input.
-    predict_dtype : dtype of the projections in predict (default float64, as the reference).
+    device : torch device for the fitted state; default: the device of the first input (CPU for
+        anything but a tensor).
+    predict_dtype : floating dtype of the projections in predict, a torch dtype or its name
+        (default "float64", as the reference).
     batch_size : rows projected at once in predict.
 
-    Fitted attributes: ``classes_``, ``n_features_in_``, ``n_samples_per_class_``,
-    ``components_`` (list of k_c x D float64 tensors, orthonormal rows), ``n_components_``,
-    ``explained_variance_ratio_`` (share of the class's energy in its subspace).
+    Fitted attributes: ``classes_`` (NumPy array of the sorted labels), ``n_features_in_``,
+    ``feature_names_in_`` (only after a DataFrame with string column names),
+    ``n_samples_per_class_``, ``components_`` (list of k_c x D float64 tensors, orthonormal rows),
+    ``n_components_``, ``explained_variance_ratio_`` (share of the class's energy in its subspace).
     """
 
-    def __init__(self, threshold=0.99, device=None, predict_dtype=torch.float64, batch_size=4096):
+    def __init__(self, threshold=0.99, device=None, predict_dtype="float64", batch_size=4096):
         self.threshold = threshold
         self.device = device
         self.predict_dtype = predict_dtype
         self.batch_size = batch_size
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # scikit-learn's definition of a poor score: accuracy <= 0.83 on 2-D make_blobs. In two
+        # dimensions the 0.99 subspace of a class is usually the whole plane: every row ties.
+        tags.classifier_tags.poor_score = True
+        return tags
+
+    def __sklearn_is_fitted__(self):
+        return bool(self.__dict__.get("_count"))
+
+    def __getattr__(self, name):
+        # only reached when normal lookup fails: a fitted attribute not (yet) solved
+        if name in _SOLVED:
+            if self.__dict__.get("_count"):
+                self.solve()
+                return self.__dict__[name]
+            raise self._not_fitted()
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _not_fitted(self):
+        return NotFittedMASCError(f"This {type(self).__name__} instance is not fitted yet: call "
+                                  f"fit or partial_fit first")
+
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y, classes=None):
-        """Fit the per-class subspaces on (X, y); returns self."""
+        """Fit the per-class subspaces on (X, y); returns self.
+
+        ``classes`` (optional) lists every class expected: a listed class without rows is an
+        error, and so is a label not listed."""
         self._reset()
         return self.partial_fit(X, y, classes=classes).solve()
 
     def partial_fit(self, X, y, classes=None):
         """Add a batch of training vectors; ``classes`` (on any call) lists every class expected.
 
-        The fitted attributes appear on :meth:`solve` (or the first predict)."""
-        if not hasattr(self, "_rows"):
+        The fitted attributes appear on :meth:`solve` (or the first access or predict)."""
+        self._check_params()
+        first = not self.__dict__.get("_count")
+        if first:
             self._reset()
-        self._check_threshold()
-        X, y = self._validate(X, y)
-        if classes is not None:
-            self._expected = sorted(int(c) for c in np.asarray(classes).ravel())
-        for c in torch.unique(y).tolist():
-            self._accumulate(c, X[y == c])
+        try:
+            X = self._check_X(X, reset=first, fitting=True)
+            y = self._check_y(y, len(X))
+            if classes is not None:
+                declared = _as_labels(np.asarray(classes).ravel(), "classes")
+                self._expected = _sorted(set(declared.tolist()), "classes")
+        except Exception:
+            if first:  # leave no half-fitted state (n_features_in_, feature names) behind
+                self._reset()
+            raise
+        labels, inverse = np.unique(y, return_inverse=True)
+        inverse = torch.as_tensor(inverse.ravel(), device=self._device)
+        for i, c in enumerate(labels.tolist()):
+            self._accumulate(c, X[inverse == i])
         self._solved = False
+        for name in _SOLVED:
+            self.__dict__.pop(name, None)
         return self
 
     def _reset(self):
         self._rows, self._gram, self._count = {}, {}, {}
         self._expected = None
         self._solved = False
-        self.n_features_in_ = None
+        for name in (*_SOLVED, "n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(name, None)
 
-    def _check_threshold(self):
+    def _check_params(self):
         n = self.threshold
-        if not (0 < n < 1 or (n >= 1 and float(n).is_integer())):
+        if (isinstance(n, bool) or not isinstance(n, numbers.Real)
+                or not (0 < n < 1 or (n >= 1 and float(n).is_integer()))):
             raise MASCError(f"threshold must be a share in (0, 1) or a whole number of components "
-                            f">= 1, got {n}")
+                            f">= 1, got {n!r}")
+        b = self.batch_size
+        if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
+            raise MASCError(f"batch_size must be a whole number >= 1, got {b!r}")
+        _torch_dtype(self.predict_dtype)
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError, ValueError):
+                raise MASCError(f"device must be a torch device such as 'cpu' or 'cuda:0', got "
+                                f"{self.device!r}") from None
 
-    def _validate(self, X, y):
-        device = self.device if self.device is not None else getattr(X, "device", "cpu")
-        if self.n_features_in_ is not None:
-            device = self._device
-        X = _as_tensor(X, device)
-        if not X.is_floating_point():
-            X = X.double()
-        y = _as_tensor(y, device, torch.long)
-        if X.dim() != 2 or y.dim() != 1 or len(X) != len(y):
-            raise MASCError(f"MASC needs X of shape (n_samples, n_features) and y of shape "
-                            f"(n_samples,), got {tuple(X.shape)} and {tuple(y.shape)}")
+    def _check_X(self, X, reset=False, fitting=False):
+        """X as a 2-D tensor on the fitted device (set here when ``reset``), checked."""
+        given = X
+        if not torch.is_tensor(X):
+            try:  # DataFrames, lists, object arrays; sparse input is a TypeError from here
+                X = check_array(X, dtype="numeric", ensure_all_finite=False, ensure_2d=False,
+                                allow_nd=True, ensure_min_samples=0, ensure_min_features=0,
+                                input_name="X")
+            except ValueError as e:
+                raise MASCError(f"X is not a numeric array: {str(e).splitlines()[0]}") from e
+            if not X.flags.writeable:  # torch warns about tensors on read-only memory
+                X = X.copy()
+            X = torch.as_tensor(X)
+        if X.dim() != 2:
+            raise MASCError(f"X must be 2-D, of shape (n_samples, n_features), got shape "
+                            f"{tuple(X.shape)}: Reshape your data, e.g. X.reshape(-1, 1) for a "
+                            f"single feature or X.reshape(1, -1) for a single sample")
+        try:  # a DataFrame's column names: recorded by fit, compared by the other methods
+            validate_data(self, given, reset=reset, skip_check_array=True, ensure_2d=False)
+        except ValueError as e:
+            raise MASCError(str(e)) from e
+        if X.is_complex():
+            raise MASCError("Complex data not supported: MASC needs real-valued X")
+        if fitting and reset and len(X) == 0:  # a later partial_fit may bring an empty batch
+            raise MASCError(f"X is empty: found array with 0 sample(s) (shape={tuple(X.shape)}) "
+                            f"while a minimum of 1 is required.")
+        if not reset and X.shape[1] != self.n_features_in_:
+            raise MASCError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                            f"{self.n_features_in_} features as input")
+        if X.shape[1] == 0:
+            raise MASCError(f"X has 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
+                            f"required.")
+        if reset:
+            self._device = X.device if self.device is None else torch.device(self.device)
+            self.n_features_in_ = X.shape[1]
+        X = X.to(self._device)
         if not torch.isfinite(X).all():
-            raise MASCError("MASC input contains NaN or infinite values")
-        if self.n_features_in_ is None:
-            self.n_features_in_, self._device = X.shape[1], X.device
-        elif X.shape[1] != self.n_features_in_:
-            raise MASCError(f"MASC was fitted on {self.n_features_in_} features, got {X.shape[1]}")
-        return X, y
+            raise MASCError("X contains NaN or infinite values; MASC needs finite features "
+                            "(impute or drop those rows)")
+        if fitting and not X.is_floating_point():
+            X = X.double()
+        return X
+
+    def _check_y(self, y, n):
+        if y is None:
+            raise MASCError(f"{type(self).__name__} requires y to be passed, but the target y is "
+                            f"None")
+        y = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
+        try:
+            y = column_or_1d(y, warn=True)  # a column vector warns, as in scikit-learn
+        except ValueError:
+            raise MASCError(f"y must be 1-D, one label per row of X, got shape {y.shape}") from None
+        if len(y) != n:
+            raise MASCError(f"X has {n} samples but y has {len(y)} labels; they must have the same "
+                            f"length")
+        return _as_labels(y)
 
     def _accumulate(self, c, Xc):
         """Keep rows while a class has fewer rows than dimensions, else accumulate X^T X (float64)."""
@@ -128,32 +290,32 @@ class MinimumAngleSubspaceClassifier:
     # ------------------------------------------------------------------ solving
     def solve(self):
         """Compute the subspaces now (predict does it on demand); returns self."""
-        if getattr(self, "_solved", False):
+        if self.__dict__.get("_solved"):
             return self
-        if not getattr(self, "_count", None):
-            raise MASCError("MASC is not fitted yet: call fit or partial_fit first")
-        classes = self._expected or sorted(self._count)
+        if not self.__dict__.get("_count"):
+            raise self._not_fitted()
+        classes = self._expected or _sorted(self._count, "the labels of the partial_fit calls")
         empty = [c for c in classes if self._count.get(c, 0) == 0]
         if empty:
-            raise MASCError(f"class {empty[0]} has no training samples; MASC needs at least one "
+            raise MASCError(f"class {empty[0]!r} has no training samples; MASC needs at least one "
                             f"vector per class (drop the class from `classes` or add samples)")
-        extra = sorted(set(self._count) - set(classes))
+        declared = set(classes)
+        extra = [c for c in _sorted(self._count, "the labels") if c not in declared]
         if extra:
-            raise MASCError(f"label {extra[0]} is not among the declared classes {classes}")
-        fitted = {"classes_": torch.tensor(classes, device=self._device),
-                  "n_samples_per_class_": np.array([self._count[c] for c in classes]),
-                  "components_": [], "explained_variance_ratio_": []}
-        for c in classes:
-            V, ratio = self._subspace(c)
-            fitted["components_"].append(V)
-            fitted["explained_variance_ratio_"].append(ratio)
-        fitted["n_components_"] = np.array([len(V) for V in fitted["components_"]])
-        fitted["explained_variance_ratio_"] = np.array(fitted["explained_variance_ratio_"])
-        self._fitted = fitted
-        self._W = torch.cat(fitted["components_"]).to(self.predict_dtype)
+            raise MASCError(f"label {extra[0]!r} is not among the declared classes {classes}")
+        subspaces = [self._subspace(c) for c in classes]
+        self._dtype = _torch_dtype(self.predict_dtype)
+        self.classes_ = np.asarray(classes)
+        self._classes_t = (torch.tensor(classes, device=self._device)
+                           if self.classes_.dtype.kind in "iub" else None)
+        self.n_samples_per_class_ = np.array([self._count[c] for c in classes])
+        self.components_ = [V for V, _ in subspaces]
+        self.n_components_ = np.array([len(V) for V in self.components_])
+        self.explained_variance_ratio_ = np.array([ratio for _, ratio in subspaces])
+        self._W = torch.cat(self.components_).to(self._dtype)
         self._owner = torch.repeat_interleave(
             torch.arange(len(classes), device=self._device),
-            torch.as_tensor(fitted["n_components_"], device=self._device))
+            torch.as_tensor(self.n_components_, device=self._device))
         self._solved = True
         return self
 
@@ -185,56 +347,59 @@ class MinimumAngleSubspaceClassifier:
         V = V.T / V.norm(dim=0, keepdim=True).T
         return V.contiguous(), float(evals[:k].sum() / total)
 
-    # fitted attributes, solved on first access after new data
-    classes_ = property(lambda self: self.solve()._fitted["classes_"])
-    components_ = property(lambda self: self.solve()._fitted["components_"])
-    n_components_ = property(lambda self: self.solve()._fitted["n_components_"])
-    n_samples_per_class_ = property(lambda self: self.solve()._fitted["n_samples_per_class_"])
-    explained_variance_ratio_ = property(
-        lambda self: self.solve()._fitted["explained_variance_ratio_"])
-
     # ------------------------------------------------------------------ predicting
-    def decision_function(self, X):
+    def _cos2(self, X):
         """cos^2 of the angle between each row of X and each class subspace, (n, n_classes)."""
         self.solve()
-        X = self._input(X)
-        out = torch.empty(len(X), len(self.classes_), dtype=self.predict_dtype, device=self._device)
+        X = self._check_X(X)
+        C = len(self.classes_)
+        out = torch.empty(len(X), C, dtype=self._dtype, device=self._device)
         for start in range(0, len(X), self.batch_size):
-            xb = X[start:start + self.batch_size].to(self.predict_dtype)
-            energy = torch.zeros(len(xb), len(self.classes_), dtype=self.predict_dtype,
-                                 device=self._device)
+            xb = X[start:start + self.batch_size].to(self._dtype)
+            energy = torch.zeros(len(xb), C, dtype=self._dtype, device=self._device)
             energy.index_add_(1, self._owner, (xb @ self._W.T).square())
             norm = xb.square().sum(1, keepdim=True)
             out[start:start + len(xb)] = torch.where(norm > 0, energy / norm, 0.0).clamp(0, 1)
         return out
 
+    @staticmethod
+    def _like(result, X):
+        """A tensor for tensor input, NumPy for anything else."""
+        return result if torch.is_tensor(X) else result.cpu().numpy()
+
+    def decision_function(self, X):
+        """cos^2 of the angle between each row of X and each class subspace, (n, n_classes).
+
+        With two classes, scikit-learn's shape (n,): cos^2 theta_1 - cos^2 theta_0, positive
+        where ``classes_[1]`` is predicted."""
+        cos2 = self._cos2(X)
+        if cos2.shape[1] == 2:
+            cos2 = cos2[:, 1] - cos2[:, 0]
+        return self._like(cos2, X)
+
     def angles(self, X, degrees=True):
-        """Angle between each row of X and each class subspace (degrees by default)."""
-        theta = torch.arccos(self.decision_function(X).sqrt())
-        return torch.rad2deg(theta) if degrees else theta
+        """Angle between each row of X and each class subspace, (n, n_classes), in degrees by
+        default."""
+        theta = torch.arccos(self._cos2(X).sqrt())
+        return self._like(torch.rad2deg(theta) if degrees else theta, X)
 
     def predict(self, X):
         """The class of smallest angle for each row of X (ties go to the lowest class)."""
-        best = self.decision_function(X).argmax(1)
-        pred = self.classes_[best]
-        return pred.cpu().numpy() if isinstance(X, np.ndarray) else pred
+        best = self._cos2(X).argmax(1)
+        if torch.is_tensor(X) and self._classes_t is not None:
+            return self._classes_t[best]
+        return self.classes_[best.cpu().numpy()]
 
     def score(self, X, y):
         """Accuracy on (X, y), rounded to 4 decimals as the reference reports it."""
         return accuracy(self.predict(X), y)
 
-    def _input(self, X):
-        X = _as_tensor(X, self._device)
-        if X.dim() != 2 or X.shape[1] != self.n_features_in_:
-            raise MASCError(f"MASC expects inputs of shape (n, {self.n_features_in_}), got "
-                            f"{tuple(X.shape)}")
-        return X
 
-    def __repr__(self):
-        return f"MinimumAngleSubspaceClassifier(threshold={self.threshold})"
+def _numpy(a):
+    return a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a)
 
 
 def accuracy(pred, y):
     """Share of equal entries, rounded to 4 decimals (the reference's ``round(acc, 4)``)."""
-    pred, y = torch.as_tensor(pred).cpu(), torch.as_tensor(y).cpu()
-    return round(float((pred == y).double().mean()), 4) if len(y) else math.nan
+    pred, y = _numpy(pred), _numpy(y)
+    return round(float(np.mean(pred == y)), 4) if len(y) else math.nan

@@ -26,16 +26,18 @@ COLOURS = {"MASC": "black", "LogReg": "tab:blue", "NCM": "tab:orange", "kNN": "t
            "LDA": "tab:red", "QDA": "tab:purple"}
 
 
-def _read(paths):
-    frames = [pd.read_csv(p) for p in sorted(paths)]
+def _read(paths, columns=()):
+    frames = [results.read_csv(p, columns) for p in sorted(paths)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def load_accuracy(out="."):
     """All probe and MASC test accuracies under ``out`` as one tidy frame (see the module doc)."""
     root = Path(out) / "results"
-    probe = _read(root.glob("probes/*/*/Run_*.csv")).assign(source="probes")
-    masc = _read(p for n in (1, 2) for p in root.glob(f"masc/*/*/Run_*_exp{n}.csv"))
+    probe = _read(root.glob("probes/*/*/Run_*.csv"), RUN_KEYS + ["probe", "labels_from", "layer",
+                                                                 "test_acc"]).assign(source="probes")
+    masc = _read((p for n in (1, 2) for p in root.glob(f"masc/*/*/Run_*_exp{n}.csv")),
+                 RUN_KEYS + ["subspaces_from", "layer", "test_acc", "model_test_acc"])
     if len(masc):
         masc = masc.rename(columns={"subspaces_from": "labels_from"}).assign(probe="MASC", source="masc")
         if len(probe):
@@ -52,14 +54,15 @@ def training_histories(out, dataset, model):
 
     Our tidy CSVs (results/training/...) first; the reference-format ones (models/.../
     Accuracy_results/{p}/Run_{r}.csv, in %) for runs that have no tidy CSV."""
-    tidy = _read(results.tidy_dir(out, "training", dataset, model).glob("*_Run_*.csv"))
+    tidy = _read(results.tidy_dir(out, "training", dataset, model).glob("*_Run_*.csv"),
+                 ["corrupt", "run", "epoch", "test_acc"])
     frames = [tidy[["corrupt", "run", "epoch", "test_acc"]]] if len(tidy) else []
     have = set(zip(tidy.corrupt, tidy.run)) if len(tidy) else set()
     base = Path(out) / "models" / results.tag(dataset, model) / "Accuracy_results"
     for path in sorted(base.glob("*/Run_*.csv")):
         corrupt, run = float(path.parent.name), int(path.stem.split("_")[1])
         if (corrupt, run) not in have:
-            ref = pd.read_csv(path)
+            ref = results.read_csv(path, ["epoch", "Test_accuracy"])
             frames.append(pd.DataFrame({"corrupt": corrupt, "run": run, "epoch": ref.epoch,
                                         "test_acc": ref.Test_accuracy / 100}))
     return pd.concat(frames, ignore_index=True) if frames else \

@@ -390,4 +390,4 @@ def each_run(args, device, log=print):
 def run_seed(out, dataset, model, p, run):
     """The training seed of a run, from its tidy training CSV (NaN when there is none)."""
     path = results.tidy_dir(out, "training", dataset, model) / f"{results.p_str(p)}_Run_{run}.csv"
-    return int(pd.read_csv(path, usecols=["seed"]).seed.iloc[0]) if path.exists() else float("nan")
+    return int(results.read_csv(path, ["seed"]).seed.iloc[0]) if path.exists() else float("nan")

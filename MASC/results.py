@@ -49,18 +49,32 @@ def final_checkpoint(folder):
     return max(found)[1] if found else None
 
 
-def training_command(dataset, model, p, run):
-    return f"python pytorch_training.py -corr {p_str(p)} -model {model} -dataset {dataset} -run {run}"
+def training_command(out, dataset, model, p, run, config=None):
+    """The command that trains a run, with ``--out`` and the settings of its saved progress
+    ``config`` where known (so that it resumes or completes that run, not another)."""
+    flags = [f"--out {out}"] if str(out) != "." else []
+    config = config or {}
+    if config.get("seed") is not None and config["seed"] != run:
+        flags.append(f"--seed {config['seed'] - run}")
+    for key, flag in (("subset", "--subset"), ("test_subset", "--test-subset")):
+        if config.get(key) is not None:
+            flags.append(f"{flag} {config[key]}")
+    if config.get("holdout"):
+        flags.append(f"--holdout {config['holdout']}")
+    if config.get("label_seed") not in (None, 42):
+        flags.append(f"--label-seed {config['label_seed']}")
+    flags += [f"--{key}" for key in ("shuffle", "bf16", "tf32") if config.get(key)]
+    return " ".join([f"python pytorch_training.py -corr {p_str(p)} -model {model} -dataset "
+                     f"{dataset} -run {run}", *flags])
 
 
-def require_checkpoint(out, dataset, model, p, run):
+def require_checkpoint(out, dataset, model, p, run, config=None):
     """The final checkpoint of a run, or a clear error naming the command that makes it."""
     folder = run_dir(out, dataset, model, p, run)
     path = final_checkpoint(folder)
     if path is None:
         raise MASCError(f"no trained model in {folder}; train it first: "
-                        f"{training_command(dataset, model, p, run)}"
-                        + ("" if str(out) == "." else f" --out {out}"))
+                        f"{training_command(out, dataset, model, p, run, config)}")
     return path
 
 
@@ -68,7 +82,7 @@ def _writable_folder(folder):
     """Make ``folder`` (and its parents), or say in one line why it cannot be."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    except (FileExistsError, NotADirectoryError):
         raise MASCError(f"cannot write under {folder}: a file of that name is in the way; "
                         f"choose another --out") from None
     except PermissionError:

@@ -190,7 +190,8 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
     if max_epochs < 1 or patience < 1:
         raise MASCError(f"max epochs and patience must be at least 1, got {max_epochs} and {patience}")
     net = experiments.load_trained(out, dataset, model, p, run)
-    memorised_epoch = results.checkpoint_epoch(results.require_checkpoint(out, dataset, model, p, run))
+    memorised_epoch = results.checkpoint_epoch(results.final_checkpoint(
+        results.run_dir(out, dataset, model, p, run)))
     train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False)
     labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset,
                                     reference_labels)

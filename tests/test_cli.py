@@ -176,7 +176,7 @@ def test_threshold_type_matches_masc():
         except argparse.ArgumentTypeError:
             flag_ok = False
         try:
-            MASC(threshold=n)._check_threshold()
+            MASC(threshold=n)._check_params()
             masc_ok = True
         except MASCError:
             masc_ok = False

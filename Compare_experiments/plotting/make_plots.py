@@ -20,7 +20,6 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from MASC import cli, plots, results  # noqa: E402
@@ -42,7 +41,8 @@ def main(argv=None):
         if (group.source == "probes").any():
             written += plots.save(plots.cost_figure(group, dataset, model), stem("COST", dataset, model))
     for path in sorted(Path(args.out, "results", "sensitivity").glob("*/summary.csv")):
-        for (dataset, model), group in pd.read_csv(path).groupby(["dataset", "model"]):
+        summary = results.read_csv(path, ["dataset", "model"])
+        for (dataset, model), group in summary.groupby(["dataset", "model"]):
             written += plots.save(plots.sensitivity_figure(group, dataset, model),
                                   stem("SENSITIVITY", dataset, model))
     if not written:

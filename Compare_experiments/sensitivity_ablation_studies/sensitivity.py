@@ -38,7 +38,7 @@ GROUP = ["dataset", "model", "corrupt", "labels_from", "threshold", "layer"]
 
 def summarise(folder):
     """The t-interval summary of every run's CSV in ``folder`` (written to summary.csv)."""
-    frame = pd.concat([pd.read_csv(p) for p in sorted(folder.glob("*/Run_*.csv"))], ignore_index=True)
+    frame = pd.concat([results.read_csv(p) for p in sorted(folder.glob("*/Run_*.csv"))], ignore_index=True)
     summary = plots.t_summary(frame, GROUP)
     network = frame.groupby(GROUP).model_test_acc.mean().reset_index()
     return results.write_csv(summary.merge(network, on=GROUP), folder / "summary.csv")
