@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # The GPU checks of this project in one short script: CUDA tests, the training benchmark (both
 # feature-map layouts, fp32 and bf16), a real 18-run sweep, a profile of one stacked step, and
-# optionally the MASC benchmarks. At most 8.5 minutes (the steps' limits) with the default steps.
+# optionally the MASC benchmarks. At most 8.5 minutes (the steps' limits) with the default steps;
+# exits non-zero if any step failed.
 # Usage: MASC_DATA=<folder with MNIST/raw> [STEPS="tests bench sweep profile masc"] \
 #        bash benchmarks/gpu_checks.sh [log folder]
 # A machine without network needs MNIST carried in: here `mkdir -p .carry && tar czf
 # .carry/mnist.tgz -C data MNIST/raw` (.carry is git-ignored), there `mkdir -p /tmp/d &&
 # tar xzf .carry/mnist.tgz -C /tmp/d && MASC_DATA=/tmp/d bash benchmarks/gpu_checks.sh`.
 set -u
+FAILED=()
 LOG=${1:-gpu_logs}
 STEPS=${STEPS:-tests bench sweep profile}
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
 step() { local name=$1 limit=$2; shift 2; echo "=== $name"; local t0=$SECONDS
-         timeout "$limit" "$@" > "$LOG/$name.log" 2>&1; echo "exit $? after $((SECONDS - t0)) s"
+         timeout "$limit" "$@" > "$LOG/$name.log" 2>&1; local rc=$?
+         echo "exit $rc after $((SECONDS - t0)) s"; [ "$rc" -eq 0 ] || FAILED+=("$name")
          tr '\r' '\n' < "$LOG/$name.log" | grep -v '^\s*$' | tail -n 40; }
 wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -39,3 +42,5 @@ if wanted masc; then
        -exp1 True -exp2 True --out /tmp/sweep --device cuda
   step bench_masc 150 python3 benchmarks/bench_masc.py --device cuda --parts c a
 fi
+if [ ${#FAILED[@]} -gt 0 ]; then echo "failed steps: ${FAILED[*]}"; exit 1; fi
+echo "all steps passed"

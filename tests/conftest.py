@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DATA = Path(os.environ.get("MASC_DATA", ROOT / "data"))
+REQUIRED_DATA = ("MNIST", "FashionMNIST")  # .ci/run sets MASC_REQUIRE_DATA=1: absent = failure
 
 
 def have(name):
@@ -22,6 +23,14 @@ requires_mnist = pytest.mark.skipif(
     not have("MNIST"), reason="real MNIST absent: run `python -m MASC.data fetch MNIST`")
 requires_fashion = pytest.mark.skipif(
     not have("FashionMNIST"), reason="real Fashion-MNIST absent: run `python -m MASC.data fetch`")
+
+
+def pytest_sessionstart(session):
+    """In CI, a dataset the tests need must be there: its tests would otherwise skip unseen."""
+    missing = [name for name in REQUIRED_DATA if not have(name)]
+    if os.environ.get("MASC_REQUIRE_DATA") == "1" and missing:
+        pytest.exit(f"MASC_REQUIRE_DATA=1 but {', '.join(missing)} is absent from {DATA}: run "
+                    f"`python -m MASC.data fetch {' '.join(missing)}`", returncode=1)
 
 
 @pytest.fixture(scope="session")
