@@ -281,7 +281,7 @@ class _Session:
                  "optimiser": group.optimiser_state(k)}
         results.save_torch(state, folder / "progress.pt")
         checkpoint = results.save_checkpoint(weights, folder, epoch) if final else None
-        _write_history(self.out, run, history)
+        _write_history(self.out, run, history, finished=final)
         return checkpoint
 
 
@@ -310,20 +310,25 @@ def _finished(session, run, state):
     csv = results.accuracy_csv(session.out, run.dataset, run.model, run.corrupt, run.run)
     tidy = results.tidy_dir(session.out, "training", run.dataset, run.model) / \
         f"{results.p_str(run.corrupt)}_Run_{run.run}.csv"
-    if not all(_rows(path) == len(state["history"]) for path in (csv, tidy)):
-        _write_history(session.out, run, state["history"])
+    if _rows(csv) != len(state["history"]) or _rows(tidy, finished=True) != len(state["history"]):
+        _write_history(session.out, run, state["history"], finished=True)
     return final
 
 
-def _rows(path):
+def _rows(path, finished=False):
+    """Rows of a CSV (with ``finished``: only if it says the run finished), else -1."""
     try:
-        return len(pd.read_csv(path))
+        frame = pd.read_csv(path)
     except Exception:  # missing, truncated or garbage: to be written again
         return -1
+    if finished and not ("finished" in frame and frame.finished.all()):
+        return -1
+    return len(frame)
 
 
-def _write_history(out, run, history):
-    """The reference CSV (%, 1-based epochs) and our tidy CSV (fractions, identifying columns).
+def _write_history(out, run, history, finished):
+    """The reference CSV (%, 1-based epochs) and our tidy CSV (fractions, identifying columns;
+    ``finished``: the run has stopped, by its rule or the cap, not just saved its progress).
 
     History rows are (epoch, train %, test %, train % vs the true labels); the last is measured
     by the post-epoch rule only (NaN under the running rule, and then not in the reference CSV)."""
@@ -337,7 +342,8 @@ def _write_history(out, run, history):
                          "run": run.run, "seed": run.seed, "epoch": frame.epoch,
                          "train_acc_vs_corrupted": frame.Train_accuracy / 100,
                          "train_acc_vs_true": frame.Train_accuracy_original / 100,
-                         "test_acc": frame.Test_accuracy / 100, "train_acc_rule": rule})
+                         "test_acc": frame.Test_accuracy / 100, "train_acc_rule": rule,
+                         "finished": finished})
     results.write_csv(tidy, results.tidy_dir(out, "training", run.dataset, run.model)
                       / f"{results.p_str(run.corrupt)}_Run_{run.run}.csv")
 

@@ -10,8 +10,15 @@ TABLE = {0.2: (11968, 49222, 49278), 0.4: (24011, 38464, 38280), 0.6: (35982, 27
          0.8: (48061, 16724, 16797), 1.0: (60000, 6011, 6041)}
 
 
-def masked(n, p, seed=42):
-    return int((np.random.RandomState(seed).rand(n) <= p).sum())
+def redrawn(n, p, num_classes=10, seed=42):
+    """Which of n samples ``corrupt_labels`` redraws at p: those given a label outside the classes
+    (-1) come back with a class only where they were redrawn, even when the new label equals the
+    true one."""
+    return corrupt_labels(np.full(n, -1), p, num_classes, seed) != -1
+
+
+def masked(n, p, num_classes=10, seed=42):
+    return int(redrawn(n, p, num_classes, seed).sum())
 
 
 @pytest.mark.parametrize("p", sorted(TABLE))
@@ -35,18 +42,21 @@ def test_fashion_unchanged_counts_match_reference(p, data_root):
 
 def test_cifar_sized_masks_match_reference():
     # CIFAR (N = 50,000) and TinyImageNet (N = 100,000) masked counts of spec section 2
-    assert [masked(50000, p) for p in (0.2, 0.4, 0.6, 0.8)] == [10003, 20083, 30049, 40074]
-    assert [masked(100000, p) for p in (0.2, 0.4, 0.6, 0.8)] == [20014, 39985, 59995, 80095]
+    for classes in (10, 100):
+        assert [masked(50000, p, classes) for p in (0.2, 0.4, 0.6, 0.8)] == [10003, 20083, 30049, 40074]
+    assert [masked(100000, p, 200) for p in (0.2, 0.4, 0.6, 0.8)] == [20014, 39985, 59995, 80095]
 
 
 def test_masks_are_nested_and_edges():
     y = np.random.RandomState(1).randint(0, 10, 5000)
     changed_positions = []
     for p in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
-        mask = np.random.RandomState(42).rand(len(y)) <= p
+        mask = redrawn(len(y), p)
         changed_positions.append(mask)
         c = corrupt_labels(y, p, 10)
         assert np.array_equal(c[~mask], y[~mask])  # untouched outside the mask
+        assert np.array_equal(c[mask], corrupt_labels(np.full(len(y), -1), p, 10)[mask])
+        assert abs(mask.mean() - p) < 0.03  # a share p of the samples is redrawn
     for a, b in zip(changed_positions, changed_positions[1:]):
         assert not (a & ~b).any()  # nested
     assert np.array_equal(corrupt_labels(y, 0.0, 10), y)

@@ -17,7 +17,8 @@ def write_training(out, dataset, model, p, run, tests, train_final):
     n = len(tests)
     pd.DataFrame({"dataset": dataset, "model": model, "corrupt": p, "run": run, "seed": run,
                   "epoch": range(1, n + 1), "train_acc_vs_corrupted": [0.5] * (n - 1) + [train_final],
-                  "train_acc_vs_true": float("nan"), "test_acc": tests, "train_acc_rule": "running"}
+                  "train_acc_vs_true": float("nan"), "test_acc": tests, "train_acc_rule": "running",
+                  "finished": True}
                  ).to_csv(folder / f"{p}_Run_{run}.csv", index=False)
 
 
@@ -42,7 +43,7 @@ def out(tmp_path):
 
 
 def table(out):
-    summary = compare.summarise(compare.per_run(out))
+    summary = compare.summarise(compare.per_run(out)[0])
     return compare.comparison(summary, pd.read_csv(compare.PAPER)).set_index("quantity"), summary
 
 
@@ -63,6 +64,18 @@ def test_arithmetic_against_the_paper(out):
     assert t.loc["masc_best_exp2", "ours"] == pytest.approx(95.0)
     assert t.loc["masc_best_exp2", "n"] == 1
     assert pd.isna(t.loc["masc_best_exp2", "paper"])  # the paper gives it for ResNet only
+
+
+def test_runs_still_training_count_nowhere_but_their_own_list(out, tmp_path):
+    write_training(out, "MNIST", "CNN", 0.8, 3, [0.9, 0.95], 0.5)
+    tidy = out / "results" / "training" / "MNIST_CNN" / "0.8_Run_3.csv"
+    pd.read_csv(tidy).assign(finished=False).to_csv(tidy, index=False)
+    t, _ = table(out)
+    assert t.loc["test_acc_final", "n"] == 2 and t.loc["test_acc_final", "ours"] == pytest.approx(27.5)
+    report = tmp_path / "r.md"
+    compare.main(["--out", str(out), "--report", str(report), "--figure", str(tmp_path / "f.png")])
+    assert "- CNN / MNIST p = 0.8 run 3: 2 epochs so far, train accuracy 50.00%, test 95.0%" \
+        in report.read_text()
 
 
 def test_missing_cells_are_listed_not_invented(out):
