@@ -118,7 +118,12 @@ def lock(path, wait=True, what="written"):
     path = Path(path)
     _writable_folder(path.parent)
     lock_path = path.with_name(f".{path.name}.lock")
-    with open(lock_path, "a+") as fh:
+    try:
+        fh = open(lock_path, "a+")
+    except OSError as e:
+        raise MASCError(f"cannot write under {path.parent} ({e.strerror or e}); choose another "
+                        f"--out") from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -260,3 +260,13 @@ def test_labels_are_checked_against_the_dataset_and_the_run(tmp_path):
         experiments.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true)
     reference = experiments.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true, reference=True)
     assert len(reference.true) == 100 and reference.label_seed == 42
+
+
+def test_an_unwritable_results_folder_is_one_line(tmp_path, monkeypatch):
+    """As root, chmod cannot make a folder read-only: the refusal is simulated at the open."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(results, "open", refuse, raising=False)
+    with pytest.raises(MASCError, match="cannot write under .*Permission denied.*--out"):
+        results.merge_csv(pd.DataFrame({"key": ["a"]}), tmp_path / "r.csv", ["key"])
