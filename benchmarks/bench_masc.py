@@ -11,7 +11,8 @@
     then predict 2,000 vectors.
 The naive baseline (tests/naive_masc.py) groups and doubles samples in Python, builds the D x D
 covariance, runs a full eigh, and projects in batches of 100 with arccos, like the reference.
-Both must agree (same k, same predictions) for a speed-up to be printed as valid.
+Both must agree (same k for every class, every prediction the same) for a speed-up to count: where
+they do not, the line says INVALID instead of a speed-up, and the script exits with status 1.
 """
 import argparse
 import sys
@@ -37,7 +38,8 @@ def timed(fn, device):
 
 
 def compare(name, X, y, tests, classes, device, naive=True):
-    """Time naive and ours on one layer; returns (naive seconds, our seconds)."""
+    """Time naive and ours on one layer; returns (naive seconds, our seconds, agreed): agreed is
+    True only with the same k for every class and the same prediction for every vector."""
     Xd, testsd = X.to(device), [t.to(device) for t in tests]
     clf, fit_s = timed(lambda: MinimumAngleSubspaceClassifier(0.99).fit(Xd, y.to(device),
                                                                         classes=range(classes)), device)
@@ -47,15 +49,25 @@ def compare(name, X, y, tests, classes, device, naive=True):
            f"(fit {fit_s:.2f}, predict {pred_s:.2f})"
     if not naive:
         print(line, flush=True)
-        return None, ours
+        return None, ours, True
     (subspaces, naive_fit_s) = timed(lambda: naive_fit(X, y, classes), "cpu")
     naive_preds, naive_pred_s = timed(lambda: [naive_predict(subspaces, t) for t in tests], "cpu")
     reference = naive_fit_s + naive_pred_s
-    same_k = list(clf.n_components_) == [len(V) for V in subspaces]
-    agree = sum(int((a == b).sum()) for a, b in zip(preds, naive_preds)) / sum(len(t) for t in tests)
+    same_k = [int(k) for k in clf.n_components_] == [len(V) for V in subspaces]
+    same = sum(int((a.long() == b.long()).sum()) for a, b in zip(preds, naive_preds))
+    total = sum(len(t) for t in tests)
+    agreed = same_k and same == total and all(len(a) == len(b) for a, b in zip(preds, naive_preds))
+    verdict = f"x{reference / ours:6.1f}" if agreed else "INVALID (results differ, no speed-up)"
     print(f"{line}  naive {reference:8.2f} s (fit {naive_fit_s:.2f}, predict {naive_pred_s:.2f})  "
-          f"x{reference / ours:6.1f}  same k: {same_k}, same predictions: {agree:.4%}", flush=True)
-    return reference, ours
+          f"{verdict}  same k: {same_k}, same predictions: {same} of {total}", flush=True)
+    return reference, ours, agreed
+
+
+def speed_up(part, naive, ours, agreed):
+    """A part's total speed-up line, or INVALID when any of its layers disagreed."""
+    if agreed:
+        return f"{part} naive {naive:.1f} s, ours {ours:.1f} s, speed-up x{naive / ours:.1f}"
+    return f"{part} naive {naive:.1f} s, ours {ours:.1f} s: INVALID, ours and naive disagree"
 
 
 def part_a(args, device):
@@ -77,8 +89,9 @@ def part_a(args, device):
           f"predict {len(labels)} train + {len(test_split)} test")
     totals = [compare(layer, train_acts[layer], labels, [train_acts[layer], test_acts[layer]], 10,
                       device) for layer in layers.layer_names(net)]
-    naive, ours = map(sum, zip(*totals))
-    print(f"(a) all five layers: naive {naive:.1f} s, ours {ours:.1f} s, speed-up x{naive / ours:.1f}\n")
+    naive, ours, agreed = sum(t[0] for t in totals), sum(t[1] for t in totals), all(t[2] for t in totals)
+    print(speed_up("(a) all five layers:", naive, ours, agreed) + "\n")
+    return agreed
 
 
 def generated(n_per_class, dim, classes=10, rank=256, sample_seed=1):
@@ -95,11 +108,12 @@ def generated(n_per_class, dim, classes=10, rank=256, sample_seed=1):
 
 
 def part_b(args, device):
-    X, y = generated(1000, 2048)
-    T, _ = generated(200, 2048, sample_seed=2)
-    print("(b) generated layer, 10 classes x 1,000 samples")
-    naive, ours = compare("generated", X, y, [X, T], 10, device)
-    print(f"(b) speed-up x{naive / ours:.1f}\n")
+    X, y = generated(args.b_per_class, args.b_dim)
+    T, _ = generated(200, args.b_dim, sample_seed=2)
+    print(f"(b) generated layer, D = {args.b_dim:,}, 10 classes x {args.b_per_class:,} samples")
+    naive, ours, agreed = compare("generated", X, y, [X, T], 10, device)
+    print(speed_up("(b)", naive, ours, agreed) + "\n")
+    return agreed
 
 
 def part_c(args, device):
@@ -107,21 +121,29 @@ def part_c(args, device):
     T, _ = generated(200, 16384, sample_seed=2)
     print("(c) generated ResNet-sized layer, 10 classes x 5,000 samples (ours only)")
     compare("generated", X, y, [T], 10, device, naive=False)
+    return True
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
     p.add_argument("--device", default="cpu", help="device for ours (naive always runs on CPU)")
     p.add_argument("--data", default=None)
     p.add_argument("--checkpoint", default=None, help="a trained MNIST CNN for part (a)")
-    args = p.parse_args()
+    p.add_argument("--b-per-class", type=int, default=1000, help="part (b): samples per class")
+    p.add_argument("--b-dim", type=int, default=2048, help="part (b): dimensions")
+    args = p.parse_args(argv)
     device = training.pick_device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"ours on {name}; naive on CPU, {torch.get_num_threads()} threads\n")
-    for part in args.parts:
-        {"a": part_a, "b": part_b, "c": part_c}[part](args, device)
+    invalid = [part for part in args.parts
+               if not {"a": part_a, "b": part_b, "c": part_c}[part](args, device)]
+    if invalid:
+        print(f"INVALID: ours and the naive MASC disagree in part(s) {', '.join(invalid)}; "
+              f"no speed-up counts", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
