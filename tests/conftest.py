@@ -61,3 +61,18 @@ def write_cifar(root, classes=10, train_per_file=20, test_size=20):
     for name, _ in cls.test_list:
         write(name, test_size, 0)
     return folder
+
+
+def record_weights_each_epoch(monkeypatch):
+    """After every training epoch, append model 0's weights to the list returned."""
+    from MASC import training
+
+    snapshots, real_epoch = [], training._Group.train_epoch
+
+    def train_epoch(self, epoch, shuffle):
+        accuracy = real_epoch(self, epoch, shuffle)
+        snapshots.append(self.stack.state_dict(0))
+        return accuracy
+
+    monkeypatch.setattr(training._Group, "train_epoch", train_epoch)
+    return snapshots

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import requires_mnist
+from conftest import record_weights_each_epoch, requires_mnist
 from MASC import data, experiments, models, readout, results, retrain, training
 from MASC.corruption import RunLabels, corrupt_labels, holdout_rows
 from MASC.masc import MinimumAngleSubspaceClassifier
@@ -158,14 +158,7 @@ def test_retrain_keeps_the_best_epoch_under_clean_and_the_last_under_reference(
     scores = iter([10.0, 30.0, 20.0, 20.0, 20.0])
     monkeypatch.setattr(training._Group, "evaluate", lambda self, split, labels=None:
                         [next(scores)] if len(split) == val_size else [0.0])
-    snapshots, real_epoch = [], training._Group.train_epoch
-
-    def train_epoch(self, epoch, shuffle):
-        accuracy = real_epoch(self, epoch, shuffle)
-        snapshots.append(self.stack.state_dict(0))
-        return accuracy
-
-    monkeypatch.setattr(training._Group, "train_epoch", train_epoch)
+    snapshots = record_weights_each_epoch(monkeypatch)
     summary = retrain.retrain("MNIST", "CNN", 0.8, 1, protocol, ("corrupted",), out=tmp_path,
                               device="cpu", max_epochs=30, patience=3, log=lambda *_: None)
     assert len(snapshots) == 5 and summary.epochs_run[0] == 5 and summary.best_epoch[0] == 2

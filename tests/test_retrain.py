@@ -7,7 +7,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 import pytorch_retrain_early
-from conftest import requires_mnist
+from conftest import record_weights_each_epoch, requires_mnist
 from MASC import data, models, results, retrain, training
 from MASC.corruption import RunLabels, holdout_rows
 from MASC.errors import MASCError
@@ -83,14 +83,7 @@ def test_fine_tune_stops_and_keeps_the_best_or_last_weights(monkeypatch, restore
     val_scores = iter([10, 30, 20, 20, 20, 50])
     monkeypatch.setattr(training._Group, "evaluate",  # validation: 8 images, test: 4
                         lambda self, split: [next(val_scores)] if len(split) == 8 else [0.0])
-    snapshots, real_epoch = [], training._Group.train_epoch
-
-    def train_epoch(self, epoch, shuffle):
-        accuracy = real_epoch(self, epoch, shuffle)
-        snapshots.append(self.stack.state_dict(0))
-        return accuracy
-
-    monkeypatch.setattr(training._Group, "train_epoch", train_epoch)
+    snapshots = record_weights_each_epoch(monkeypatch)
     torch.manual_seed(0)
     images = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8)
     train = data.Split(images, torch.arange(16) % 10)
