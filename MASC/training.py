@@ -321,7 +321,7 @@ def _rows(path, finished=False):
         frame = pd.read_csv(path)
     except Exception:  # missing, truncated or garbage: to be written again
         return -1
-    if finished and not ("finished" in frame and frame.finished.all()):
+    if finished and not ("finished" in frame and frame.finished.eq(True).all()):
         return -1
     return len(frame)
 

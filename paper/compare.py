@@ -51,7 +51,7 @@ def per_run(out):
     for keys, h in (training.groupby(CELL + ["run"], sort=True) if len(training) else []):
         h = h.sort_values("epoch")
         cell = dict(zip(CELL + ["run"], keys))
-        if not ("finished" in h and h.finished.all()):
+        if not ("finished" in h and h.finished.eq(True).all()):  # absent or NaN: not finished
             unfinished.append({**cell, "epochs": int(h.epoch.iloc[-1]),
                                "train": 100 * h.train_acc_vs_corrupted.iloc[-1],
                                "test": 100 * h.test_acc.iloc[-1]})
