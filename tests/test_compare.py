@@ -18,6 +18,7 @@ def script(path):
     return module
 
 
+@pytest.mark.slow
 def test_resnet18_backbone_path(tmp_path, capsys):
     root, out = tmp_path / "data", tmp_path / "out"
     write_cifar(root, train_per_file=4, test_size=10)
@@ -42,6 +43,7 @@ def test_missing_cifar_is_one_clear_line(tmp_path, capsys):
 
 
 @requires_mnist
+@pytest.mark.slow
 def test_probe_and_sensitivity_scripts_on_a_small_cnn(tmp_path, data_root):
     run = training.Run("MNIST", "CNN", 0.8, 1, seed=1)
     training.train([run], out=tmp_path, root=data_root, device="cpu", epochs=1, subset=300,
@@ -130,6 +132,7 @@ def test_summary_table_numbers(tmp_path):
     assert "| CNN | MNIST | 0.8 | 2 | 25.0 | 80.0 | 75.0 (fc1) | 95.0 (fc1) |" in plots.markdown(table.reset_index())
 
 
+@pytest.mark.slow
 def test_plotting_scripts_write_every_figure(tmp_path, capsys):
     write_results(tmp_path)
     folder = tmp_path / "plots"

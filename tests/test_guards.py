@@ -10,7 +10,7 @@ from MASC import data, experiments, models, readout, results, retrain, training
 from MASC.corruption import RunLabels, corrupt_labels, holdout_rows
 from MASC.masc import MinimumAngleSubspaceClassifier
 
-pytestmark = requires_mnist
+pytestmark = [requires_mnist, pytest.mark.slow]  # trains models
 QUIET = dict(device="cpu", progress=False, log=lambda *_: None)
 
 

@@ -17,6 +17,7 @@ def relative_error(a, b):
     return float((a - b).norm() / b.norm())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,n", [("CNN", 300), ("MLP", 100)])  # batches 128, 128, 44 / 32 x 3, 4
 def test_a_stack_of_one_trains_like_a_plain_module_and_optimiser(model, n, monkeypatch):
     """Two shuffled epochs in float64: the engine's running accuracies, weight updates and

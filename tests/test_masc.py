@@ -125,6 +125,7 @@ def test_ties_go_to_the_lowest_class():
 
 @pytest.mark.skipif(not (DATA / "MNIST" / "raw" / "train-labels-idx1-ubyte").exists(),
                     reason="real MNIST absent: run `python -m MASC.data fetch MNIST`")
+@pytest.mark.slow
 def test_same_as_naive_on_real_activations_of_a_trained_cnn():
     from MASC import data, readout, training
     from MASC.corruption import corrupt_labels

@@ -130,6 +130,7 @@ def run_script(out, p, *flags):
 
 
 @requires_mnist
+@pytest.mark.slow
 def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
     memorise(tmp_path, 0.8)
     tidy = run_script(tmp_path, 0.8, "--max-epochs", "2")
@@ -173,6 +174,7 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
 
 
 @requires_mnist
+@pytest.mark.slow
 def test_no_corruption_gives_not_applicable_statistics(tmp_path, small_test_set):
     memorise(tmp_path, 0.0)
     tidy = run_script(tmp_path, 0.0, "--subspaces", "original", "--max-epochs", "1")

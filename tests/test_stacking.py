@@ -8,9 +8,11 @@ from MASC import models
 from MASC.errors import MASCError
 from MASC.stacking import Stack
 
+SLOW = pytest.mark.slow  # float64 AlexNet and ResNet passes take seconds each
 CASES = [("CNN", "MNIST", (1, 28, 28)), ("MLP", "MNIST", (1, 28, 28)),
-         ("AlexNet", "CIFAR100", (3, 32, 32)), ("AlexNet", "TinyImageNet", (3, 64, 64)),
-         ("ResNet18", "CIFAR10", (3, 32, 32))]
+         pytest.param("AlexNet", "CIFAR100", (3, 32, 32), marks=SLOW),
+         pytest.param("AlexNet", "TinyImageNet", (3, 64, 64), marks=SLOW),
+         pytest.param("ResNet18", "CIFAR10", (3, 32, 32), marks=SLOW)]
 
 
 def close(a, b, tol=1e-4):

@@ -10,7 +10,7 @@ from MASC import data, models, results, training
 from MASC.corruption import RunLabels
 from MASC.errors import MASCError
 
-pytestmark = requires_mnist
+pytestmark = [requires_mnist, pytest.mark.slow]  # every test here but one trains models
 SUBSET = 300
 
 
