@@ -46,8 +46,16 @@ def test_exp1_exp2_tidy_and_reference_files(trained, capsys):
     assert (exp2.train_acc_vs_true.values > exp1.train_acc_vs_true.values).all()
     assert exp1.train_acc_vs_corrupted[0] > 0.95 and exp2.train_acc_vs_true[0] > 0.95
     files = results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 1, "fc1")
-    value = pd.read_csv(files["test"], index_col=0).acc_overall[0]
-    assert value == exp1.set_index("layer").test_acc["fc1"]
+    one = lambda path: pd.read_csv(path, index_col=0).acc_overall[0]  # noqa: E731
+    fc1, fc1_exp2 = exp1.set_index("layer").loc["fc1"], exp2.set_index("layer").loc["fc1"]
+    assert one(files["test"]) == fc1.test_acc
+    assert one(files["train_vs_corrupted"]) == fc1.train_acc_vs_corrupted  # angle_results/*_train
+    assert one(files["train_vs_true"]) == fc1.train_acc_vs_true  # angle_results_exp2/*_train
+    assert "angle_results_exp2" in files["train_vs_true"].parts
+    exp2_files = results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 2, "fc1")
+    assert one(exp2_files["train_vs_true"]) == fc1_exp2.train_acc_vs_true
+    assert one(exp2_files["test"]) == fc1_exp2.test_acc
+    assert fc1.train_acc_vs_corrupted != fc1.train_acc_vs_true  # the two files differ in content
     assert files["test"].parts[-5:-1] == ("results_0.8", "angle_results", "Run_1", "cor_label")
     pca = pd.read_csv(files["pca"], index_col=0)
     assert len(pca) == 10 and pca.number_pca_components_class.mean() == pytest.approx(exp1.k_mean[2])

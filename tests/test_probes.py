@@ -77,6 +77,26 @@ def test_flop_formulas_on_a_tiny_case():
     assert knn.fit_flops_ == 0 and knn.predict_flops(5) == 2 * 5 * 6 * 3 + 3 * 11 * 3 + 5 * 6
     assert probes.svd_flops(6, 3) == probes.svd_flops(3, 6) == 4 * 6 * 9 + 8 * 27
     assert probes.eigh_flops(3) == 243
+    lda = probes.make("LDA").fit(X, y)  # r = min(6, 3) = 3 and q = 1 direction for 2 classes
+    assert lda.estimator.scalings_.shape[1] == 1
+    assert lda.fit_flops_ == 7 * 6 * 3 + 432 + 2 * 2 * 3 * 3 + (4 * 3 * 4 + 8 * 8) + 2 * 3 * 3 + 4 * 2 * 3
+    assert lda.predict_flops(5) == 5 * (2 * 3 * 1 + 1)  # two classes: one row of coef_
+
+
+def test_qda_flop_formula_without_and_with_shrinkage():
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.randn(4, 2), rng.randn(4, 2) + 3]
+    y = np.repeat([0, 1], 4)
+    qda = probes.make("QDA").fit(X, y)  # well conditioned: scikit-learn's defaults, one attempt
+    assert qda.notes_ == "" or "shrinkage" not in qda.notes_
+    assert qda.fit_flops_ == 2 * (2 * 4 * 2 + (4 * 4 * 4 + 8 * 8))
+    assert qda.predict_flops(3) == 3 * 2 * (2 + 2 * 2 * 2 + 3 * 2) + 3 * 2
+    X3 = np.c_[X, np.zeros(8)]  # a dead unit: singular covariances, shrinkage attempts follow
+    shrunk = probes.make("QDA").fit(X3, y)
+    attempts = probes.QDAProbe.SHRINKAGES.index(float(shrunk.notes_.split("=")[1])) + 1
+    default = 2 * (2 * 4 * 3 + (4 * 4 * 9 + 8 * 27))
+    per_attempt = 2 * (4 * 3 + 2 * 4 * 9 + 2 * 9 + 9 * 27)
+    assert shrunk.fit_flops_ == default + attempts * per_attempt
 
 
 def test_unknown_probe_is_a_clear_error():
