@@ -214,11 +214,14 @@ class _Group:
                 predictions.append(self.stack(x, shared=True).argmax(-1))
         return torch.cat(predictions, dim=1)
 
-    def evaluate(self, split, labels=None):
-        """Accuracies (%) of every model on ``split`` against ``labels`` ((K, N) or (N,);
-        default: the split's own labels)."""
-        labels = split.labels if labels is None else labels
-        return [100 * c / len(split) for c in (self.predict(split) == labels).sum(1).tolist()]
+    def evaluate(self, split):
+        """Accuracies (%) of every model on ``split`` against its labels."""
+        return percent_correct(self.predict(split), split.labels)
+
+
+def percent_correct(predicted, labels):
+    """Accuracy (%) of each row of ``predicted`` (K, N) against ``labels`` ((K, N) or (N,))."""
+    return [100 * c / predicted.shape[1] for c in (predicted == labels).sum(1).tolist()]
 
 
 @dataclass(frozen=True)
@@ -433,9 +436,10 @@ def _train_group(members, start, session):
         tic = time.perf_counter()
         train_acc = group.train_epoch(epoch, schedule.shuffle)
         train_true = [math.nan] * len(group.runs)
-        if rule == "post-epoch":
-            train_acc = group.evaluate(session.train_split, group.labels)
-            train_true = group.evaluate(session.train_split)
+        if rule == "post-epoch":  # one pass over the training set, scored against both labellings
+            predicted = group.predict(session.train_split)
+            train_acc = percent_correct(predicted, group.labels)
+            train_true = percent_correct(predicted, session.train_split.labels)
         test_acc = group.evaluate(session.test_split)
         seconds = time.perf_counter() - tic
         stopped = []

@@ -121,10 +121,11 @@ def test_mlp_train_accuracy_is_a_post_epoch_evaluation(tmp_path, data_root, monk
 
 def test_post_epoch_rule_stops_at_the_first_epoch_at_target(monkeypatch):
     """A run under the post-epoch rule stops at the first epoch whose evaluated accuracy is at
-    the target, though its running accuracy is below it."""
+    the target, though its running accuracy is below it; one prediction pass per epoch serves
+    both labellings."""
     monkeypatch.setattr(training, "stop_rule", lambda model, dataset: ("post-epoch", 50.0))
-    scores = iter([[10.0], [60.0], [99.0]])
-    seen = []
+    correct = iter([1, 2, 4])  # of 4 training rows: 25%, 50% (the target), 100%
+    passes = []
 
     class FakeGroup:
         runs = [training.Run("MNIST", "MLP", 0.0, 1, seed=1)]
@@ -136,18 +137,22 @@ def test_post_epoch_rule_stops_at_the_first_epoch_at_target(monkeypatch):
         def train_epoch(self, epoch, shuffle):
             return [0.0]  # running accuracy: never at the target
 
-        def evaluate(self, split, labels=None):
-            if labels is None:
-                return [0.0]
-            seen.append(1)
-            return next(scores)
+        def predict(self, split):
+            passes.append(len(split))
+            right = next(correct)
+            return torch.tensor([[0] * right + [1] * (4 - right)])
+
+        def evaluate(self, split):
+            return [0.0]
 
     saved = {}
 
     class FakeSession:
         schedule = training.Schedule(epochs=10)
-        train_split = test_split = data.Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8),
-                                              torch.zeros(4, dtype=torch.long))
+        train_split = data.Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8),
+                                 torch.zeros(4, dtype=torch.long))
+        test_split = data.Split(torch.zeros(2, 1, 28, 28, dtype=torch.uint8),
+                                torch.zeros(2, dtype=torch.long))
         graphs, progress = False, False
         log = staticmethod(lambda *_: None)
 
@@ -157,4 +162,6 @@ def test_post_epoch_rule_stops_at_the_first_epoch_at_target(monkeypatch):
     monkeypatch.setattr(training, "_Group", FakeGroup)
     member = (FakeGroup.runs[0], None, torch.zeros(4, dtype=torch.long))
     training._train_group([member], 0, FakeSession())
-    assert saved["epoch"] == 2 and saved["final"] and saved["reached"] and len(seen) == 2
+    assert saved["epoch"] == 2 and saved["final"] and saved["reached"] and passes == [4, 4]
+    assert [row[1] for row in saved["history"]] == [25.0, 50.0]
+    assert [row[3] for row in saved["history"]] == [25.0, 50.0]  # true labels: zeros as well
