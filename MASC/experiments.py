@@ -9,12 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import data, models, readout, results
+from . import data, models, readout, results, training
 from .corruption import REFERENCE_SEED, RunLabels, corrupt_labels
 from .errors import MASCError
 from .masc import accuracy
-from . import training
-from .training import pick_device
 
 SUBSPACES = {1: "corrupted", 2: "original", 3: "corrupted"}
 MERGE_KEYS = ["subspaces_from", "layer"]  # a row of our MASC CSVs per (labelling, layer)
@@ -98,7 +96,7 @@ def masc_experiments(dataset, model, p, run, exps, out=".", root=None, device="a
                      threshold=0.99, layers=None, subset=None, per_sample_bn=True,
                      batch_size=readout.BATCH, reference_labels=False, log=print):
     """Run the chosen experiments; returns one tidy DataFrame (rows: exp x layer)."""
-    device = pick_device(device)
+    device = training.pick_device(device)
     spec = data.info(dataset)
     for exp in exps:  # results files we will merge into must be readable before any work
         for per_class, keys in ((False, MERGE_KEYS), (True, MERGE_KEYS + ["class"])):
