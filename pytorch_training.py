@@ -1,4 +1,5 @@
-"""Train a model on labels corrupted at degree p until it memorises them (spec section 4).
+"""Train a model on labels corrupted at degree p until it memorises them (docs/protocol.md,
+'Training and stop rules').
 
     python pytorch_training.py -corr 0.8 -model CNN -dataset MNIST -run 1
     python pytorch_training.py -corr all -model CNN -dataset MNIST -run all      # an 18-run sweep

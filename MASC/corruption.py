@@ -1,6 +1,7 @@
 """Label corruption exactly as the reference, and its saved form next to each run.
 
-Rule (spec section 2): with a NumPy legacy RandomState seeded with 42, draw one uniform number per
+Rule (docs/protocol.md, 'Label corruption'): with a NumPy legacy RandomState seeded with 42,
+draw one uniform number per
 training sample; every sample with ``u <= p`` gets a label drawn uniformly from *all* classes (it
 may keep its true label). Masks for increasing p are nested. Test labels are never corrupted.
 A private RandomState gives the same draws as the reference's global ``np.random.seed(42)``

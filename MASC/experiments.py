@@ -1,4 +1,5 @@
-"""The paper's MASC experiments on trained models (spec section 6.2).
+"""The paper's MASC experiments on trained models (docs/protocol.md, 'Experiments exp1, exp2,
+exp3').
 
 exp1: the memorised model at p, subspaces from the corrupted labels;
 exp2: the same model, subspaces from the true labels;

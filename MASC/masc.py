@@ -5,7 +5,7 @@ For each class c, MASC takes the *uncentred* principal subspace of that class's 
 X_c^T X_c), keeps the first k_c eigenvectors, and labels a vector x by the class whose subspace
 makes the smallest angle with it: cos^2 theta_c(x) = ||V_c x||^2 / ||x||^2.
 
-Exact semantics (spec section 6.1):
+Exact semantics (docs/protocol.md, 'MASC'):
 
 * eigen-decomposition in float64; eigenvalues sorted in descending order;
 * threshold n < 1: k = #{j : r_j <= n} + 1 with r_j the cumulative share of *all* D eigenvalues;

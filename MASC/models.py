@@ -158,7 +158,8 @@ class ResNet18(nn.Module):
 
 MODELS = ("CNN", "MLP", "AlexNet", "ResNet18")
 
-# Training settings of spec section 4: optimiser (class, kwargs) and training batch size.
+# Training settings (docs/protocol.md, 'Training and stop rules'): optimiser (class, kwargs) and
+# training batch size.
 OPTIMISERS = {
     "CNN": (torch.optim.Adam, {"lr": 2e-4}),
     "AlexNet": (torch.optim.Adam, {"lr": 1e-4}),

@@ -1,7 +1,8 @@
 """Layer read-out: activations of a model's layers in large batches, fed straight to estimators.
 
 The model runs in eval mode under ``no_grad`` on the chosen device; nothing is pickled. The
-reference instead ran ResNet-18's BatchNorm in train mode one image at a time (spec section 5):
+reference instead ran ResNet-18's BatchNorm in train mode one image at a time (docs/protocol.md,
+'Read-out and ResNet per-sample BatchNorm'):
 ``per_sample_bn=True`` reproduces that quirk exactly and still in large batches, because batch
 statistics over a batch of one image are per-image instance-norm statistics.
 """

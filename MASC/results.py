@@ -1,4 +1,5 @@
-"""Where results live (the reference's layout, spec section 9) and the one CSV writer."""
+"""Where results live (the reference's layout: docs/protocol.md, 'Output file layout') and the
+one CSV writer."""
 import contextlib
 import fcntl
 import os
@@ -219,7 +220,8 @@ def masc_csv(out, dataset, model, p, run, exp, per_class=False):
 
 
 def reference_masc_files(out, dataset, model, p, run, exp, layer):
-    """The reference's single-value accuracy files of one experiment and layer (spec 6.2, 9).
+    """The reference's single-value accuracy files of one experiment and layer (docs/protocol.md,
+    'Experiments exp1, exp2, exp3' and 'Output file layout').
 
     Returns ``{what: path}`` with what in train_vs_corrupted, train_vs_true, test, and the PCA
     bookkeeping file under ``pca``. (The reference's folder ``angle_results_exp3`` holds the

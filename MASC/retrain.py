@@ -1,4 +1,5 @@
-"""Retraining with MASC relabels (spec section 7): fine-tune a memorised model on the labels that
+"""Retraining with MASC relabels (docs/protocol.md, 'Retraining with MASC relabels'): fine-tune
+a memorised model on the labels that
 MASC predicts at its best layer.
 
 Two protocols decide which data pick the layer, stop the fine-tuning early and are reported:
@@ -78,7 +79,8 @@ def _share(count, total):
 
 
 def relabel_stats(given, true, relabels):
-    """How relabelling changed the training labels (fractions; spec section 7), and how well
+    """How relabelling changed the training labels (fractions; docs/protocol.md, 'Retraining
+    with MASC relabels'), and how well
     "MASC disagrees with the given label" detects corrupted labels (given != true).
 
     NaN where there is nothing to divide by, e.g. everything about corrupted labels at p = 0."""
@@ -144,7 +146,8 @@ def checkpoint_dir(out, dataset, model, p, run, subspaces_from, protocol):
 
 
 def reference_dir(out, dataset, model, p):
-    """angle_results_retrain_30/{ds}_{model}/results_{p} (spec sections 7 and 9)."""
+    """angle_results_retrain_30/{ds}_{model}/results_{p} (docs/protocol.md, 'Retraining with
+    MASC relabels' and 'Output file layout')."""
     return (Path(out) / "angle_results_retrain_30" / results.tag(dataset, model)
             / f"results_{results.p_str(p)}")
 
@@ -250,7 +253,8 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
 
 def _write_reference(out, dataset, model, p, run, memorised_epoch, layer_table, histories,
                      model_test80, summary):
-    """The reference protocol's files in the reference layout (spec sections 7 and 9)."""
+    """The reference protocol's files in the reference layout (docs/protocol.md, 'Retraining
+    with MASC relabels' and 'Output file layout')."""
     base = reference_dir(out, dataset, model, p)
     for row in layer_table.itertuples():
         folder = (base / {"corrupted": "angle_results", "original": "angle_results_exp3"}[row.subspaces_from]

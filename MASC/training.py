@@ -4,7 +4,8 @@ A single run is a stack of one. Each run has its own corrupted labels (degree p)
 (initial weights and data order) and its own stop: once its running train accuracy reaches the
 dataset's target, or the epoch cap, its checkpoint and CSV are written exactly as a lone run would
 write them, and it leaves the stack. The optimiser is the reference's (Adam or SGD with momentum,
-spec section 4) over the stacked tensors: both update every element independently, so each model
+docs/protocol.md, 'Training and stop rules') over the stacked tensors: both update every element
+independently, so each model
 gets exactly its own optimiser's update. On CUDA the whole step (gather, forward, backward,
 optimiser) is captured as a CUDA graph; on CPU it runs eagerly. :mod:`MASC.stacking` runs the K
 models as one.

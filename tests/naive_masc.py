@@ -1,4 +1,5 @@
-"""A deliberately naive MASC that follows the reference's steps one by one (spec section 6.1).
+"""A deliberately naive MASC that follows the reference's steps one by one
+(docs/protocol.md, 'MASC').
 
 Per-sample grouping, the "+x / -x" doubled data, a D x D ``np.cov`` in float64, a full ``eigh``,
 projections in batches of 100 with the B x B ``diag`` product, and ``arccos``. Used by the

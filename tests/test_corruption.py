@@ -5,7 +5,8 @@ from conftest import requires_fashion, requires_mnist
 from MASC import data
 from MASC.corruption import RunLabels, corrupt_labels, holdout_rows
 
-# spec section 2: (masked, unchanged MNIST, unchanged FashionMNIST) per p, N = 60,000
+# docs/protocol.md, 'Label corruption': (masked, unchanged MNIST, unchanged FashionMNIST) per p,
+# N = 60,000
 TABLE = {0.2: (11968, 49222, 49278), 0.4: (24011, 38464, 38280), 0.6: (35982, 27697, 27454),
          0.8: (48061, 16724, 16797), 1.0: (60000, 6011, 6041)}
 
@@ -41,7 +42,8 @@ def test_fashion_unchanged_counts_match_reference(p, data_root):
 
 
 def test_cifar_sized_masks_match_reference():
-    # CIFAR (N = 50,000) and TinyImageNet (N = 100,000) masked counts of spec section 2
+    # CIFAR (N = 50,000) and TinyImageNet (N = 100,000) masked counts
+    # (docs/protocol.md, 'Label corruption')
     for classes in (10, 100):
         assert [masked(50000, p, classes) for p in (0.2, 0.4, 0.6, 0.8)] == [10003, 20083, 30049, 40074]
     assert [masked(100000, p, 200) for p in (0.2, 0.4, 0.6, 0.8)] == [20014, 39985, 59995, 80095]
