@@ -25,17 +25,13 @@ def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), readout=True)
     for n in (1, 2, 3):
         p.add_argument(f"-exp{n}", type=cli.str2bool, default=False, metavar="{True,False}")
-    p.add_argument("--threshold", type=cli.threshold, default=THRESHOLD,
-                   help="share of each class's energy kept, or a whole number of components")
     args = p.parse_args(argv)
     exps = [n for n in (1, 2, 3) if getattr(args, f"exp{n}")]
     if not exps:
         p.error("choose at least one experiment: -exp1 True, -exp2 True or -exp3 True")
-    table = experiments.masc_experiments(
-        args.dataset, args.model, args.corr, args.run, exps, out=args.out, root=args.data,
-        device=args.device, threshold=args.threshold, layers=args.layers, subset=args.subset,
-        per_sample_bn=args.per_sample_bn, batch_size=args.batch,
-        reference_labels=args.reference_labels)
+    trained, = cli.trained_runs(args)
+    table = experiments.masc_experiments(trained, exps, threshold=args.threshold,
+                                         readout=cli.readout_settings(args))
     show = table[["exp", "subspaces_from", "layer", "k_mean", "train_acc_vs_corrupted",
                   "train_acc_vs_true", "test_acc", "model_test_acc"]]
     print(show.to_string(index=False))

@@ -30,32 +30,19 @@ DEVICE = "auto"
 DATA = None
 OUT = "."
 
-from MASC import cli, retrain  # noqa: E402
+from MASC import cli, corruption, retrain  # noqa: E402
 
 
 @cli.main
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), readout=True)
-    p.add_argument("--protocol", choices=retrain.PROTOCOLS, default=PROTOCOL,
-                   help="reference: test20 selects, test80 reports; clean: a noisy training hold-out "
-                        "selects, the full test set reports")
-    p.add_argument("--subspaces", choices=[*retrain.SUBSPACES, "both"], default=SUBSPACES,
-                   help="labels the MASC subspaces are built from")
-    p.add_argument("--threshold", type=cli.threshold, default=THRESHOLD, help="MASC's energy share")
-    p.add_argument("--max-epochs", type=cli.positive_int, default=MAX_EPOCHS, help="fine-tuning epoch cap")
-    p.add_argument("--patience", type=cli.positive_int, default=PATIENCE,
-                   help="stop after this many epochs without a better validation accuracy")
-    p.add_argument("--seed", type=int, default=SEED, help="run r uses seed SEED + r")
-    cli.add_shuffle(p, SHUFFLE)
     args = p.parse_args(argv)
-    subspaces = retrain.SUBSPACES if args.subspaces == "both" else (args.subspaces,)
-    summary = retrain.retrain(
-        args.dataset, args.model, args.corr, args.run, args.protocol, subspaces, out=args.out,
-        root=args.data, device=args.device, threshold=args.threshold, max_epochs=args.max_epochs,
-        patience=args.patience, seed=args.seed + args.run,
-        layers=args.layers, subset=args.subset, shuffle=args.shuffle,
-        per_sample_bn=args.per_sample_bn, batch_size=args.batch,
-        reference_labels=args.reference_labels)
+    subspaces = corruption.LABELLINGS if args.subspaces == "both" else (args.subspaces,)
+    trained, = cli.trained_runs(args)
+    summary = retrain.retrain(trained, protocol=args.protocol, subspaces=subspaces,
+                              threshold=args.threshold, max_epochs=args.max_epochs,
+                              patience=args.patience, seed=args.seed + args.run,
+                              shuffle=args.shuffle, readout=cli.readout_settings(args))
     show = summary[["subspaces_from", "layer", "model_test_acc", "masc_test_acc", "best_epoch",
                     "kept_epoch", "test_acc_final", "test_acc_max", "wrong_relabelled_correctly",
                     "correct_relabelled_wrongly", "net_change", "detector_precision",

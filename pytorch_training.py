@@ -30,19 +30,6 @@ from MASC import cli, training  # noqa: E402
 @cli.main(resumes=True)
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), many=True)
-    p.add_argument("--epochs", type=cli.positive_int, default=EPOCHS, help="epoch cap")
-    p.add_argument("--seed", type=int, default=SEED, help="run r uses seed SEED + r")
-    p.add_argument("--label-seed", type=int, default=LABEL_SEED, help="corruption seed")
-    cli.add_shuffle(p, SHUFFLE)
-    p.add_argument("--save-every", type=cli.positive_int, default=SAVE_EVERY, help="epochs between saves")
-    p.add_argument("--test-subset", type=cli.positive_int, default=TEST_SUBSET,
-                   help="evaluate only the first N test images each epoch (quick runs)")
-    p.add_argument("--holdout", type=cli.share, default=HOLDOUT,
-                   help="share of the training images kept out of training, as a validation set "
-                        "for pytorch_retrain_early.py --protocol clean")
-    p.add_argument("--bf16", action="store_true", default=BF16, help="bf16 autocast")
-    p.add_argument("--tf32", action="store_true", default=TF32,
-                   help="TF32 matmuls on CUDA (faster, less precise; the reference: off)")
     args = p.parse_args(argv)
     corrs = cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption)
     run_ids = cli.expand(args.run, cli.RUNS, int)

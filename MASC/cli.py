@@ -6,12 +6,19 @@ before any data is loaded or any model is built."""
 import argparse
 import functools
 import sys
+from dataclasses import dataclass
 
 import torch
 
+from .corruption import LABELLINGS
 from .data import DATASETS, DATA_ENV
+from .devices import mps_available
+from . import runs
 from .errors import MASCError
 from .models import MODELS
+from .probes import PROBES
+from .retrain import PROTOCOLS
+from .readout import Settings
 
 CORRUPTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 RUNS = (1, 2, 3)
@@ -68,14 +75,9 @@ def threshold(value):
     return n
 
 
-def _mps_available():
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps and mps.is_available())
-
-
 def check_device(name):
     """A --device value that this machine has: auto, cpu, cuda, cuda:N or mps (returned as given,
-    for MASC.training.pick_device)."""
+    for MASC.devices.pick_device)."""
     text = str(name).strip()
     if text == "auto":
         return text
@@ -96,7 +98,7 @@ def check_device(name):
                                              f"CUDA GPU(s), cuda:0 to cuda:{count - 1}")
         return text
     if device.type == "mps":
-        if not _mps_available():
+        if not mps_available():
             raise argparse.ArgumentTypeError(f"{name!r} was asked for but MPS (the Apple GPU) is not "
                                              f"available here; use --device cpu (or auto)")
         return text
@@ -136,12 +138,93 @@ def expand(values, every, kind):
     return list(dict.fromkeys(converted))
 
 
-def parser(description, defaults, models=MODELS, many=False, readout=False):
-    """An ArgumentParser with the reference flags (-corr -model -dataset -run) and ours.
+@dataclass(frozen=True)
+class Setting:
+    """How a script constant becomes a command-line flag: the flag, its type (None: an on/off
+    switch, with ``off`` the flag that turns it off), its help, and ``nargs``/``choices``."""
 
-    ``defaults`` is the calling script's dict of constants (DEVICE, DATA, OUT, SUBSET, ...);
-    ``many`` lets -corr and -run take several values or "all" (for sweeps); ``readout`` adds the
-    layer read-out flags (--layers, --per-sample-bn, --batch)."""
+    flag: str
+    type: object
+    help: str
+    off: str = None
+    nargs: str = None
+    choices: tuple = None
+
+
+# Every constant at the top of a script is one of these (declared once for all scripts); the
+# constant gives the default, this table the flag, type and help.
+SETTINGS = {
+    "DEVICE": Setting("--device", check_device,
+                      "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ..."),
+    "DATA": Setting("--data", str, f"data folder (default: ${DATA_ENV} or ./data)"),
+    "OUT": Setting("--out", str, "results root (models/, angle_results/, results/ go under it)"),
+    "SUBSET": Setting("--subset", positive_int, "use only the first N training samples"),
+    "TEST_SUBSET": Setting("--test-subset", positive_int, "use only the first N test images"),
+    "EPOCHS": Setting("--epochs", positive_int, "epoch cap"),
+    "SEED": Setting("--seed", int, "run r uses seed SEED + r (initial weights and data order)"),
+    "LABEL_SEED": Setting("--label-seed", int, "corruption seed (42: the reference's labels)"),
+    "SHUFFLE": Setting("--shuffle", None, "a new seeded data order every epoch (the reference: a "
+                       "fixed order)", off="--no-shuffle"),
+    "SAVE_EVERY": Setting("--save-every", positive_int, "epochs between progress saves"),
+    "HOLDOUT": Setting("--holdout", share, "share of the training images kept out of training, "
+                       "as a validation set for pytorch_retrain_early.py --protocol clean"),
+    "BF16": Setting("--bf16", None, "bf16 autocast", off="--no-bf16"),
+    "TF32": Setting("--tf32", None, "TF32 matmuls on CUDA (faster, less precise; the reference: "
+                    "off)", off="--no-tf32"),
+    "LAYERS": Setting("--layers", str, "layer short names (default: every probed layer)",
+                      nargs="+"),
+    "PER_SAMPLE_BN": Setting("--per-sample-bn", None, "ResNet BatchNorm with each image's own "
+                             "statistics, as the paper read it out (no effect on models without "
+                             "BatchNorm); --eval-bn: its running statistics", off="--eval-bn"),
+    "BATCH": Setting("--batch", positive_int, "images per forward pass of the read-out"),
+    "THRESHOLD": Setting("--threshold", threshold, "MASC: share of each class's energy kept, or "
+                         "a whole number of components"),
+    "THRESHOLDS": Setting("--thresholds", threshold, "MASC thresholds: shares in (0, 1) and/or "
+                          "whole numbers of components (1 = '1 PC')", nargs="+"),
+    "PROTOCOL": Setting("--protocol", str, "reference: test20 selects, test80 reports; clean: a "
+                        "noisy training hold-out selects, the full test set reports",
+                        choices=PROTOCOLS),
+    "SUBSPACES": Setting("--subspaces", str, "labels the MASC subspaces are built from",
+                         choices=(*LABELLINGS, "both")),
+    "LABELS": Setting("--labels", str, "which training labels the probes are fitted on",
+                      nargs="+", choices=LABELLINGS),
+    "PROBES": Setting("--probes", str, "probes to fit", nargs="+",
+                      choices=tuple(PROBES)),
+    "MAX_EPOCHS": Setting("--max-epochs", positive_int, "fine-tuning epoch cap"),
+    "PATIENCE": Setting("--patience", positive_int, "stop after this many epochs without a "
+                        "better validation accuracy"),
+    "PLOTS": Setting("--plots", str, "folder for the figures and tables"),
+}
+
+
+def constants(namespace):
+    """A script's settings: its upper-case globals (helpers' constants start with _)."""
+    return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
+
+
+def add_settings(p, constants):
+    """Add a flag for every setting among a script's ``constants``, defaulting to the
+    constant's value; an unknown constant (a typo) is an error."""
+    unknown = sorted(name for name in constants if name not in SETTINGS)
+    if unknown:
+        raise MASCError(f"unknown setting(s) {', '.join(unknown)} at the top of the script; the "
+                        f"known ones are {', '.join(SETTINGS)}")
+    for name, value in constants.items():
+        s, dest = SETTINGS[name], name.lower()
+        if s.type is None:
+            p.add_argument(s.flag, dest=dest, action="store_true", default=value, help=s.help)
+            p.add_argument(s.off, dest=dest, action="store_false", help=f"the opposite of {s.flag}")
+        else:
+            p.add_argument(s.flag, dest=dest, type=s.type, default=value, help=s.help,
+                           nargs=s.nargs, choices=s.choices)
+
+
+def parser(description, defaults, models=MODELS, many=False, readout=False):
+    """An ArgumentParser with the reference flags (-corr -model -dataset -run) and a flag for
+    each of the script's constants (``defaults``: its globals(); see :data:`SETTINGS`).
+
+    ``many`` lets -corr and -run take several values or "all" (for sweeps); ``readout`` adds
+    --reference-labels (for checkpoints trained elsewhere)."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     if many:
@@ -154,38 +237,31 @@ def parser(description, defaults, models=MODELS, many=False, readout=False):
         p.add_argument("-run", type=positive_int, required=True, help="run index (1, 2, 3, ...)")
     p.add_argument("-model", required=True, choices=models)
     p.add_argument("-dataset", required=True, choices=list(DATASETS))
-    p.add_argument("--device", type=check_device, default=defaults.get("DEVICE", "auto"),
-                   help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
-    p.add_argument("--data", default=defaults.get("DATA"),
-                   help=f"data folder (default: ${DATA_ENV} or ./data)")
-    p.add_argument("--out", default=defaults.get("OUT", "."),
-                   help="results root (models/, angle_results/, results/ go under it)")
-    p.add_argument("--subset", type=positive_int, default=defaults.get("SUBSET"),
-                   help="use only the first N training samples (quick runs)")
+    add_settings(p, constants(defaults))
     if readout:
-        p.add_argument("--layers", nargs="+", default=defaults.get("LAYERS"),
-                       help="layer short names (default: every probed layer)")
-        p.add_argument("--per-sample-bn", action="store_true",
-                       default=defaults.get("PER_SAMPLE_BN", True),
-                       help="ResNet BatchNorm with each image's own statistics, as the paper read "
-                            "it out (the default; no effect on models without BatchNorm)")
-        p.add_argument("--eval-bn", dest="per_sample_bn", action="store_false",
-                       help="ResNet BatchNorm in eval mode (its running statistics) instead")
-        p.add_argument("--batch", type=positive_int, default=defaults.get("BATCH", 1000),
-                       help="images per forward pass of the read-out")
         p.add_argument("--reference-labels", action="store_true",
                        help="for a checkpoint trained elsewhere (no labels.npz or progress.pt "
                             "beside it) on the whole training set with the reference's labels")
     return p
 
 
-def add_shuffle(p, default):
-    """--shuffle (a new seeded data order every epoch) and --no-shuffle (the reference's fixed
-    order) for the scripts that train."""
-    p.add_argument("--shuffle", action="store_true", default=default,
-                   help="a new seeded data order every epoch (the reference: a fixed order)")
-    p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
-                   help="the reference's fixed data order")
+def readout_settings(args):
+    """The :class:`MASC.readout.Settings` that a script's read-out flags give."""
+    return Settings(layers=args.layers, device=args.device, batch_size=args.batch,
+                    per_sample_bn=args.per_sample_bn)
+
+
+def trained_runs(args):
+    """The :class:`MASC.runs.TrainedRun` of every run a script's flags name (-corr / -run: one
+    value, a list or "all"), loaded one at a time."""
+    many = isinstance(args.corr, list)
+    corrs = expand(args.corr, CORRUPTIONS, corruption) if many else [args.corr]
+    run_ids = expand(args.run, RUNS, int) if many else [args.run]
+    for p in corrs:
+        for run in run_ids:
+            yield runs.load_run(args.out, args.dataset, args.model, p, run, root=args.data,
+                                subset=args.subset, test_subset=getattr(args, "test_subset", None),
+                                reference_labels=args.reference_labels)
 
 
 def main(function=None, *, resumes=False):

@@ -33,7 +33,7 @@ def _read(paths, columns=()):
 
 def load_accuracy(out="."):
     """All probe and MASC test accuracies under ``out`` as one tidy frame (see the module doc)."""
-    root = Path(out) / "results"
+    root = results.tidy_root(out)
     probe = _read(root.glob("probes/*/*/Run_*.csv"), RUN_KEYS + ["probe", "labels_from", "layer",
                                                                  "test_acc"]).assign(source="probes")
     masc = _read((p for n in (1, 2) for p in root.glob(f"masc/*/*/Run_*_exp{n}.csv")),
@@ -58,7 +58,7 @@ def training_histories(out, dataset, model):
                  ["corrupt", "run", "epoch", "test_acc"])
     frames = [tidy[["corrupt", "run", "epoch", "test_acc"]]] if len(tidy) else []
     have = set(zip(tidy.corrupt, tidy.run)) if len(tidy) else set()
-    base = Path(out) / "models" / results.tag(dataset, model) / "Accuracy_results"
+    base = results.accuracy_dir(out, dataset, model)
     for path in sorted(base.glob("*/Run_*.csv")):
         corrupt, run = float(path.parent.name), int(path.stem.split("_")[1])
         if (corrupt, run) not in have:

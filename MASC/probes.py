@@ -27,7 +27,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis, QuadraticD
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
-from . import cli, data, experiments, readout, results
+from .devices import sync
 from .corruption import LABELLINGS
 from .errors import MASCError
 from .masc import MinimumAngleSubspaceClassifier, accuracy
@@ -329,7 +329,7 @@ def _fit_and_score(probe, X, y, T, t):
     try:
         tic = time.perf_counter()
         probe.fit(X, y)
-        readout.sync("cuda")
+        sync("cuda")
         fit_seconds = time.perf_counter() - tic
         tic = time.perf_counter()
         pred = probe.predict(T)
@@ -355,39 +355,14 @@ class Activations:
     model_test_acc: float
 
 
-def layer_activations(out, dataset, model, p, run, root=None, device="cpu", layers=None,
-                      subset=None, test_subset=None, per_sample_bn=True, batch_size=readout.BATCH,
-                      reference_labels=False):
-    """Activations of a trained run's layers on its training rows and the (first) test rows."""
-    net = experiments.load_trained(out, dataset, model, p, run)
-    train_split = data.load(dataset, root, True)
-    test_split = data.load(dataset, root, False).first(test_subset)
-    labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset,
-                                    reference_labels)
-    trained_on, corrupted, true = labels.training(train_split)
-    train, _ = readout.collect(net, trained_on.images, dataset, layers, device, batch_size,
-                               per_sample_bn)
-    test, network = readout.collect(net, test_split.images, dataset, layers, device, batch_size,
-                                    per_sample_bn)
-    return Activations(train, test, corrupted, true, test_split.labels.numpy(),
-                       accuracy(network, test_split.labels))
-
-
-def each_run(args, device, log=print):
-    """``(corrupt, run, activations, ids)`` for every trained run a script's flags name
-    (-corr / -run lists or "all"; the read-out flags of :func:`MASC.cli.parser`)."""
-    for corrupt in cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption):
-        for run in cli.expand(args.run, cli.RUNS, int):
-            log(f"{args.dataset} {args.model} p={corrupt} run {run}: reading the layers out ({device})")
-            acts = layer_activations(args.out, args.dataset, args.model, corrupt, run, args.data,
-                                     device, args.layers, args.subset, args.test_subset,
-                                     args.per_sample_bn, args.batch, args.reference_labels)
-            ids = {"dataset": args.dataset, "model": args.model, "corrupt": corrupt, "run": run,
-                   "seed": run_seed(args.out, args.dataset, args.model, corrupt, run)}
-            yield corrupt, run, acts, ids
-
-
-def run_seed(out, dataset, model, p, run):
-    """The training seed of a run, from its tidy training CSV (NaN when there is none)."""
-    path = results.tidy_dir(out, "training", dataset, model) / f"{results.p_str(p)}_Run_{run}.csv"
-    return int(results.read_csv(path, ["seed"]).seed.iloc[0]) if path.exists() else float("nan")
+def layer_activations(trained, readout, log=print):
+    """Activations of a :class:`~MASC.runs.TrainedRun`'s layers on its training rows and its
+    test rows, read out with :class:`~MASC.readout.Settings` ``readout``."""
+    reader = readout.reader(trained.net, trained.dataset)
+    log(f"{trained.dataset} {trained.model} p={trained.p} run {trained.run}: reading the layers "
+        f"out ({reader.device})")
+    trained_on, corrupted, true = trained.training()
+    train, _ = reader.collect(trained_on.images)
+    test, network = reader.collect(trained.test.images)
+    return Activations(train, test, corrupted, true, trained.test.labels.numpy(),
+                       accuracy(network, trained.test.labels))

@@ -8,6 +8,7 @@ statistics over a batch of one image are per-image instance-norm statistics.
 """
 import copy
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from . import data
 from .errors import MASCError
 from .layers import check_layers, tapped
+from .devices import pick_device, sync
 from .masc import MinimumAngleSubspaceClassifier
 
 BATCH = 1000
@@ -42,81 +44,97 @@ def per_sample_batchnorm(model):
     return model
 
 
-def sync(device):
-    """Wait for a CUDA device's queued work (so that a clock reads its time); else nothing."""
-    if torch.device(device).type == "cuda" and torch.cuda.is_available():
-        torch.cuda.synchronize()
+@dataclass(frozen=True)
+class Settings:
+    """How the scripts read a trained network out (their read-out flags), in one object."""
+
+    layers: tuple = None  # short names; None: every tapped layer
+    device: str = "auto"
+    batch_size: int = BATCH
+    per_sample_bn: bool = True  # ResNet BatchNorm on each image alone, as the paper read it out
+
+    def reader(self, net, dataset):
+        """A :class:`Reader` of ``net`` with these settings."""
+        return Reader(net, dataset, layers=self.layers, device=self.device,
+                      batch_size=self.batch_size, per_sample_bn=self.per_sample_bn)
 
 
-def forward_layers(model, images, dataset, layers=None, device="cpu", batch_size=BATCH,
-                   per_sample_bn=False):
-    """Yield ``(rows, {layer: (b, D) activation}, logits)`` over uint8 ``images`` in order.
+class Reader:
+    """A trained network read out layer by layer: built once from the network and how to read
+    it, then used to fit estimators on a split, predict with them and collect activations.
 
-    A layer whose activations are not all finite (a diverged or damaged model) is an error that
-    names it."""
-    layers = check_layers(model, layers)
-    model = (per_sample_batchnorm(model) if per_sample_bn else model).to(device).eval()
-    with torch.no_grad(), tapped(model, layers) as found:
-        for start in range(0, len(images), batch_size):
-            x = data.normalise(images[start:start + batch_size].to(device), dataset)
-            logits = model(x)
-            for layer, a in found.items():
-                if not torch.isfinite(a).all():
-                    raise MASCError(f"layer {layer} gives NaN or infinite activations on images "
-                                    f"{start}-{start + len(x) - 1}: the model diverged or its "
-                                    f"checkpoint is damaged; train it again")
-            yield slice(start, start + len(x)), dict(found), logits
+    ``layers``: short names (None: every tapped layer); ``per_sample_bn``: ResNet BatchNorm with
+    each image's own statistics (the paper's read-out); the network runs in eval mode under
+    ``no_grad`` on ``device`` in batches of ``batch_size`` images."""
 
+    def __init__(self, net, dataset, *, layers=None, device="cpu", batch_size=BATCH,
+                 per_sample_bn=False):
+        self.dataset, self.batch_size = dataset, batch_size
+        self.device = pick_device(device)
+        self.layers = check_layers(net, layers)
+        self.net = (per_sample_batchnorm(net) if per_sample_bn else net).to(self.device).eval()
 
-def fit_masc(model, split, labellings, dataset, layers=None, device="cpu", threshold=0.99,
-             batch_size=BATCH, per_sample_bn=False, classes=None):
-    """One MASC per (labelling, layer), fitted from one pass over ``split``.
+    def batches(self, images, layers=None):
+        """Yield ``(rows, {layer: (b, D) activation}, logits)`` over uint8 ``images`` in order.
 
-    ``labellings`` maps a name (e.g. "corrupted", "original") to training labels. Returns
-    ``(estimators, seconds)``, both keyed by (labelling, layer); seconds are fit time alone."""
-    layers = check_layers(model, layers)
-    labellings = {name: torch.as_tensor(y).to(device) for name, y in labellings.items()}
-    estimators = {(name, layer): MinimumAngleSubspaceClassifier(threshold, device=device)
-                  for name in labellings for layer in layers}
-    seconds = dict.fromkeys(estimators, 0.0)
-    for rows, acts, _ in forward_layers(model, split.images, dataset, layers, device, batch_size,
-                                        per_sample_bn):
-        for (name, layer), est in estimators.items():
-            tic = time.perf_counter()
-            est.partial_fit(acts[layer], labellings[name][rows], classes=classes)
-            sync(device)
-            seconds[name, layer] += time.perf_counter() - tic
-    for key, est in estimators.items():
-        tic = time.perf_counter()
-        est.solve()
-        sync(device)
-        seconds[key] += time.perf_counter() - tic
-    return estimators, seconds
+        A layer whose activations are not all finite (a diverged or damaged model) is an error
+        that names it."""
+        layers = self.layers if layers is None else layers
+        with torch.no_grad(), tapped(self.net, layers) as found:
+            for start in range(0, len(images), self.batch_size):
+                x = data.normalise(images[start:start + self.batch_size].to(self.device),
+                                   self.dataset)
+                logits = self.net(x)
+                for layer, a in found.items():
+                    if not torch.isfinite(a).all():
+                        raise MASCError(f"layer {layer} gives NaN or infinite activations on "
+                                        f"images {start}-{start + len(x) - 1}: the model diverged "
+                                        f"or its checkpoint is damaged; train it again")
+                yield slice(start, start + len(x)), dict(found), logits
 
+    def fit_masc(self, split, labellings, *, threshold=0.99, classes=None):
+        """One MASC per (labelling, layer), fitted from one pass over ``split``.
 
-def predict(model, images, estimators, dataset, device="cpu", batch_size=BATCH, per_sample_bn=False):
-    """Predictions of every estimator (keyed by (labelling, layer)) and of the network itself.
-
-    Returns ``(predictions, network_predictions, seconds)``; seconds per estimator key."""
-    layers = sorted({layer for _, layer in estimators}, key=list(model.taps).index)
-    found = {key: [] for key in estimators}
-    network, seconds = [], dict.fromkeys(estimators, 0.0)
-    for _, acts, logits in forward_layers(model, images, dataset, layers, device, batch_size,
-                                          per_sample_bn):
-        network.append(logits.argmax(1).cpu())
+        ``labellings`` maps a name (e.g. "corrupted", "original") to training labels. Returns
+        ``(estimators, seconds)``, both keyed by (labelling, layer); seconds are fit time alone."""
+        labellings = {name: torch.as_tensor(y).to(self.device) for name, y in labellings.items()}
+        estimators = {(name, layer): MinimumAngleSubspaceClassifier(threshold, device=self.device)
+                      for name in labellings for layer in self.layers}
+        seconds = dict.fromkeys(estimators, 0.0)
+        for rows, acts, _ in self.batches(split.images):
+            for (name, layer), est in estimators.items():
+                tic = time.perf_counter()
+                est.partial_fit(acts[layer], labellings[name][rows], classes=classes)
+                sync(self.device)
+                seconds[name, layer] += time.perf_counter() - tic
         for key, est in estimators.items():
             tic = time.perf_counter()
-            found[key].append(est.predict(acts[key[1]]).cpu())
+            est.solve()
+            sync(self.device)
             seconds[key] += time.perf_counter() - tic
-    return {k: torch.cat(v) for k, v in found.items()}, torch.cat(network), seconds
+        return estimators, seconds
 
+    def predict(self, images, estimators):
+        """Predictions of every estimator (keyed by (labelling, layer)) and of the network itself.
 
-def collect(model, images, dataset, layers=None, device="cpu", batch_size=BATCH, per_sample_bn=False):
-    """All activations of ``layers`` for ``images`` as CPU float32 tensors, plus network predictions."""
-    parts, network = {}, []
-    for _, acts, logits in forward_layers(model, images, dataset, layers, device, batch_size,
-                                          per_sample_bn):
-        network.append(logits.argmax(1).cpu())
-        for layer, a in acts.items():
-            parts.setdefault(layer, []).append(a.float().cpu())
-    return {layer: torch.cat(v) for layer, v in parts.items()}, torch.cat(network)
+        Returns ``(predictions, network_predictions, seconds)``; seconds per estimator key."""
+        layers = [layer for layer in self.net.taps if any(key[1] == layer for key in estimators)]
+        found = {key: [] for key in estimators}
+        network, seconds = [], dict.fromkeys(estimators, 0.0)
+        for _, acts, logits in self.batches(images, layers):
+            network.append(logits.argmax(1).cpu())
+            for key, est in estimators.items():
+                tic = time.perf_counter()
+                found[key].append(est.predict(acts[key[1]]).cpu())
+                seconds[key] += time.perf_counter() - tic
+        return {k: torch.cat(v) for k, v in found.items()}, torch.cat(network), seconds
+
+    def collect(self, images):
+        """All activations of the layers for ``images`` as CPU float32 tensors, plus the
+        network's predictions."""
+        parts, network = {}, []
+        for _, acts, logits in self.batches(images):
+            network.append(logits.argmax(1).cpu())
+            for layer, a in acts.items():
+                parts.setdefault(layer, []).append(a.float().cpu())
+        return {layer: torch.cat(v) for layer, v in parts.items()}, torch.cat(network)

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .errors import MASCError
 
@@ -28,14 +29,67 @@ def run_dir(out, dataset, model, p, run):
     return Path(out) / "models" / tag(dataset, model) / "Network" / p_str(p) / f"Run_{run}"
 
 
+def progress_path(folder):
+    """A run folder's saved progress (config, epoch, history, weights, optimiser)."""
+    return Path(folder) / "progress.pt"
+
+
+def labels_path(folder):
+    """A run folder's labels (:class:`~MASC.corruption.RunLabels`) as saved at training time."""
+    return Path(folder) / "labels.npz"
+
+
+def load_progress(folder):
+    """A run folder's saved progress, or None when it has none."""
+    path = progress_path(folder)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise MASCError(f"cannot read {path} ({type(e).__name__}); delete it to restart the "
+                        f"run") from None
+
+
+def accuracy_dir(out, dataset, model):
+    """The reference's per-epoch training CSVs: {p}/Run_{r}.csv under it."""
+    return Path(out) / "models" / tag(dataset, model) / "Accuracy_results"
+
+
 def accuracy_csv(out, dataset, model, p, run):
     """The reference's per-epoch training CSV (``,epoch,Train_accuracy,Test_accuracy``, in %)."""
-    return Path(out) / "models" / tag(dataset, model) / "Accuracy_results" / p_str(p) / f"Run_{run}.csv"
+    return accuracy_dir(out, dataset, model) / p_str(p) / f"Run_{run}.csv"
+
+
+def tidy_root(out):
+    """Root of our tidy CSVs: {kind}/{ds}_{model}/... under it."""
+    return Path(out) / "results"
 
 
 def tidy_dir(out, kind, dataset, model):
     """Folder of our tidy CSVs of one kind (training, masc, retrain, ...)."""
-    return Path(out) / "results" / kind / tag(dataset, model)
+    return tidy_root(out) / kind / tag(dataset, model)
+
+
+SHORT = {"corrupted": "corr", "original": "org"}  # the reference's folder and column suffixes
+
+
+def retrain_dir(out, dataset, model, p, run, subspaces_from, protocol):
+    """Where a retrained model goes: models/{ds}_{model}/Network/{p}/{corr|org}_subspace/Run_{r}
+    (the clean protocol adds ``_clean`` to the subspace folder)."""
+    folder = f"{SHORT[subspaces_from]}_subspace" + ("" if protocol == "reference" else f"_{protocol}")
+    return run_dir(out, dataset, model, p, run).parent / folder / f"Run_{run}"
+
+
+def retrain_reference_dir(out, dataset, model, p):
+    """The reference's retraining results: angle_results_retrain_30/{ds}_{model}/results_{p}
+    (docs/protocol.md, 'Retraining with MASC relabels' and 'Output file layout')."""
+    return Path(out) / "angle_results_retrain_30" / tag(dataset, model) / f"results_{p_str(p)}"
+
+
+def probes_csv(out, dataset, model, p, run):
+    """The probes study's tidy CSV of one run."""
+    return tidy_dir(out, "probes", dataset, model) / p_str(p) / f"Run_{run}.csv"
 
 
 def checkpoint_epoch(path):

@@ -22,21 +22,21 @@ optimiser (fresh), batch size and cross-entropy loss.
 """
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
-from . import data, experiments, readout, results, training
+from . import data, results, training
 from .corruption import LABELLINGS
+from .devices import pick_device
 from .errors import MASCError
 from .masc import accuracy
+from .readout import Settings
 
 PROTOCOLS = ("reference", "clean")
-SUBSPACES = LABELLINGS
-SHORT = {"corrupted": "corr", "original": "org"}  # the reference's folder and column suffixes
+SHORT = results.SHORT
 REFERENCE_SPLIT_SEED = 2345
 REFERENCE_TEST20 = 0.2
 
@@ -112,60 +112,45 @@ class EarlyStopping:
         return self.waited >= self.patience
 
 
-def fine_tune(net, train, val, test, run, device, max_epochs=30, patience=3, shuffle=False,
-              restore_best=False, log=print):
-    """Fine-tune ``net`` on ``train`` (its labels: the relabels) with the training engine.
+def fine_tune(net, train, val, test, run, *, device="cpu", max_epochs=30, patience=3,
+              shuffle=False, restore_best=False, log=print):
+    """Fine-tune ``net`` on ``train`` (its labels: the relabels) with the training engine
+    (``run``: its seed fixes the data order).
 
     Each epoch: train (running accuracy against the relabels), then evaluate ``val`` and ``test``;
     early stopping on ``val``. Returns ``(history, stopper, weights)``: rows (epoch, train %,
     val %, test %), the :class:`EarlyStopping`, and the best epoch's weights with
     ``restore_best``, else the last epoch's (CPU state_dict)."""
-    group = training._Group([run], [net.to(device)], [None], train.labels[None].to(device),
-                            train.to(device), use_graphs=device.type == "cuda", bf16=False)
+    device = pick_device(device)
+    trainer = training.Trainer([run], [net.to(device)], train.labels[None].to(device),
+                               train.to(device), graphs=device.type == "cuda")
     val, test = val.to(device), test.to(device)
     stopper, history, best = EarlyStopping(patience), [], None
     for epoch in range(1, max_epochs + 1):
-        train_acc = group.train_epoch(epoch - 1, shuffle)[0]
-        val_acc, test_acc = group.evaluate(val)[0], group.evaluate(test)[0]
+        train_acc = trainer.train_epoch(epoch - 1, shuffle)[0]
+        val_acc, test_acc = trainer.evaluate(val)[0], trainer.evaluate(test)[0]
         history.append((epoch, train_acc, val_acc, test_acc))
         stop = stopper.step(epoch, val_acc)
         if restore_best and stopper.best_epoch == epoch:
-            best = group.stack.state_dict(0)
+            best = trainer.stack.state_dict(0)
         log(f"  epoch {epoch}: train {train_acc:.2f}% (vs relabels), val {val_acc:.2f}%, "
             f"test {test_acc:.2f}%")
         if stop:
             break
-    return history, stopper, best if restore_best else group.stack.state_dict(0)
+    return history, stopper, best if restore_best else trainer.stack.state_dict(0)
 
 
-def checkpoint_dir(out, dataset, model, p, run, subspaces_from, protocol):
-    """models/{ds}_{model}/Network/{p}/{corr|org}_subspace/Run_{r} (the clean protocol adds
-    ``_clean`` to the subspace folder)."""
-    folder = f"{SHORT[subspaces_from]}_subspace" + ("" if protocol == "reference" else f"_{protocol}")
-    return results.run_dir(out, dataset, model, p, run).parent / folder / f"Run_{run}"
-
-
-def reference_dir(out, dataset, model, p):
-    """angle_results_retrain_30/{ds}_{model}/results_{p} (docs/protocol.md, 'Retraining with
-    MASC relabels' and 'Output file layout')."""
-    return (Path(out) / "angle_results_retrain_30" / results.tag(dataset, model)
-            / f"results_{results.p_str(p)}")
-
-
-def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshold,
-                per_sample_bn=True, batch_size=readout.BATCH):
-    """MASC per (labelling, layer) fitted on ``fit_split`` with the labellings ``given``.
+def masc_layers(reader, fit_split, given, splits, *, threshold=0.99):
+    """MASC per (labelling, layer) of a :class:`~MASC.readout.Reader`, fitted on ``fit_split``
+    with the labellings ``given``.
 
     Returns ``(table, estimators, model_acc)``: one row per (labelling, layer) with MASC's
     accuracy on the validation and test sets and whether the layer is chosen (the first best on
     validation, in layer order), and the network's own (val, test) accuracy."""
-    estimators, _ = readout.fit_masc(net, fit_split, given, dataset, layers, device, threshold,
-                                     batch_size, per_sample_bn,
-                                     classes=range(data.info(dataset).num_classes))
-    val_pred, net_val, _ = readout.predict(net, splits.val.images, estimators, dataset, device,
-                                           batch_size, per_sample_bn)
-    test_pred, net_test, _ = readout.predict(net, splits.test.images, estimators, dataset, device,
-                                             batch_size, per_sample_bn)
+    estimators, _ = reader.fit_masc(fit_split, given, threshold=threshold,
+                                    classes=range(data.info(reader.dataset).num_classes))
+    val_pred, net_val, _ = reader.predict(splits.val.images, estimators)
+    test_pred, net_test, _ = reader.predict(splits.test.images, estimators)
     table = pd.DataFrame([{"subspaces_from": s, "layer": layer,
                            "k_mean": float(est.n_components_.mean()),
                            "masc_val_acc": accuracy(val_pred[s, layer], splits.val.labels),
@@ -177,41 +162,35 @@ def masc_layers(net, fit_split, given, splits, dataset, layers, device, threshol
                                accuracy(net_test, splits.test.labels))
 
 
-def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, out=".", root=None,
-            device="auto", threshold=0.99, max_epochs=30, patience=3, seed=None, layers=None,
-            subset=None, shuffle=False, per_sample_bn=True, batch_size=readout.BATCH,
-            reference_labels=False, log=print):
-    """Relabel with MASC and fine-tune the memorised model of a run, once per subspace labelling.
+def retrain(trained, *, protocol="reference", subspaces=LABELLINGS, threshold=0.99, max_epochs=30,
+            patience=3, seed=None, shuffle=False, readout=Settings(), log=print):
+    """Relabel with MASC and fine-tune the memorised model of a :class:`~MASC.runs.TrainedRun`,
+    once per subspace labelling (``subspaces``: among "corrupted" and "original").
 
     ``seed`` (default: the run index) fixes the fine-tuning's data order.
     Writes the tidy CSVs (and, for the reference protocol, the reference's files); returns the
     summary DataFrame (one row per labelling)."""
-    device = training.pick_device(device)
+    out, dataset, model, p, run = trained.out, trained.dataset, trained.model, trained.p, trained.run
     seed = run if seed is None else seed
-    if not subspaces or any(s not in SUBSPACES for s in subspaces):
-        raise MASCError(f"subspaces must be among {', '.join(SUBSPACES)}, got {list(subspaces)}")
+    if not subspaces or any(s not in LABELLINGS for s in subspaces):
+        raise MASCError(f"subspaces must be among {', '.join(LABELLINGS)}, got {list(subspaces)}")
     if max_epochs < 1 or patience < 1:
         raise MASCError(f"max epochs and patience must be at least 1, got {max_epochs} and {patience}")
-    net = experiments.load_trained(out, dataset, model, p, run)
     memorised_epoch = results.checkpoint_epoch(results.final_checkpoint(
         results.run_dir(out, dataset, model, p, run)))
-    train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False)
-    labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset,
-                                    reference_labels)
-    train_split = train_split.first(len(labels.true))
-    splits = protocol_splits(protocol, train_split, labels, test_split)
-    fit_split, corrupted, true = labels.training(train_split)
+    labels = trained.labels
+    splits = protocol_splits(protocol, trained.train, labels, trained.test)
+    fit_split, corrupted, true = trained.training()
+    reader = readout.reader(trained.net, dataset)
     log(f"{dataset} {model} p={p} run {run}, {protocol} protocol: MASC on {len(fit_split)} training "
-        f"samples, {len(splits.val)} validation, {len(splits.test)} test ({device})")
+        f"samples, {len(splits.val)} validation, {len(splits.test)} test ({reader.device})")
     given = {"corrupted": corrupted, "original": true}
     table, estimators, (model_val_acc, model_test_acc) = masc_layers(
-        net, fit_split, {s: given[s] for s in subspaces}, splits, dataset, layers, device, threshold,
-        per_sample_bn, batch_size)
+        reader, fit_split, {s: given[s] for s in subspaces}, splits, threshold=threshold)
     chosen = table[table.chosen]
-    relabels, _, _ = readout.predict(net, fit_split.images,
-                                     {(c.subspaces_from, c.layer): estimators[c.subspaces_from, c.layer]
-                                      for c in chosen.itertuples()}, dataset, device, batch_size,
-                                     per_sample_bn)
+    relabels, _, _ = reader.predict(fit_split.images,
+                                    {(c.subspaces_from, c.layer): estimators[c.subspaces_from, c.layer]
+                                     for c in chosen.itertuples()})
     ids = {"dataset": dataset, "model": model, "corrupt": p, "run": run, "protocol": protocol,
            "seed": seed}
     summaries, epochs, histories = [], [], {}
@@ -221,11 +200,13 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
         log(f"{s} subspaces: layer {c.layer} (MASC val {c.masc_val_acc:.4f}), "
             f"{stats['n_relabelled']} of {len(fit_split)} labels changed; fine-tuning")
         history, stopper, weights = fine_tune(
-            net, data.Split(fit_split.images, new_labels), splits.val, splits.test,
-            training.Run(dataset, model, p, run, seed), device, max_epochs, patience, shuffle,
+            trained.net, data.Split(fit_split.images, new_labels), splits.val, splits.test,
+            training.Run(dataset, model, p, run, seed), device=reader.device,
+            max_epochs=max_epochs, patience=patience, shuffle=shuffle,
             restore_best=protocol == "clean", log=log)
         kept_epoch = stopper.best_epoch if protocol == "clean" else len(history)
-        results.save_checkpoint(weights, checkpoint_dir(out, dataset, model, p, run, s, protocol), kept_epoch)
+        results.save_checkpoint(weights, results.retrain_dir(out, dataset, model, p, run, s, protocol),
+                                kept_epoch)
         frame = pd.DataFrame(history, columns=["epoch", "train", "val", "test"])
         histories[s] = frame
         epochs.append(pd.DataFrame({**ids, "subspaces_from": s, "layer": c.layer,
@@ -246,16 +227,15 @@ def retrain(dataset, model, p, run, protocol="reference", subspaces=SUBSPACES, o
     results.write_csv(pd.concat([pd.DataFrame([ids] * len(table)), table], axis=1),
                       tidy / f"Run_{run}_{protocol}_layers.csv")
     if protocol == "reference":
-        _write_reference(out, dataset, model, p, run, memorised_epoch, table, histories,
-                         model_test_acc, summary)
+        _write_reference(trained, memorised_epoch, table, histories, model_test_acc, summary)
     return summary
 
 
-def _write_reference(out, dataset, model, p, run, memorised_epoch, layer_table, histories,
-                     model_test80, summary):
+def _write_reference(trained, memorised_epoch, layer_table, histories, model_test80, summary):
     """The reference protocol's files in the reference layout (docs/protocol.md, 'Retraining
     with MASC relabels' and 'Output file layout')."""
-    base = reference_dir(out, dataset, model, p)
+    p, run = trained.p, trained.run
+    base = results.retrain_reference_dir(trained.out, trained.dataset, trained.model, p)
     for row in layer_table.itertuples():
         folder = (base / {"corrupted": "angle_results", "original": "angle_results_exp3"}[row.subspaces_from]
                   / f"Run_{run}" / str(memorised_epoch))

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import data, models, results
+from .devices import pick_device
 from .corruption import REFERENCE_SEED, RunLabels, holdout_rows
 from .errors import MASCError
 from .stacking import Stack
@@ -41,20 +42,6 @@ class Run:
     run: int
     seed: int
     label_seed: int = REFERENCE_SEED
-
-
-def pick_device(name="auto"):
-    """cuda, then mps, then cpu for "auto"; otherwise the named device (checked)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MASCError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    return device
 
 
 def epoch_order(seed, epoch, n, shuffle=True):
@@ -109,16 +96,22 @@ def _load_optimiser_state(optimiser, names, states):
     optimiser.load_state_dict({"state": stacked, "param_groups": optimiser.state_dict()["param_groups"]})
 
 
-class _Group:
-    """The runs trained together from one starting epoch: stack, optimiser, step function."""
+class Trainer:
+    """K models of one (dataset, model) trained together as one stack: ``runs`` (seeds: data
+    order), ``nets`` (moved into the stack), ``labels`` (K, N) for the N images of
+    ``train_split``; ``states``: each run's saved progress (progress.pt) whose optimiser state
+    it resumes from, or None;
+    ``graphs``: capture the step as a CUDA graph; ``bf16``: bf16 autocast."""
 
-    def __init__(self, runs, nets, states, labels, train_split, use_graphs, bf16, channels_last=True):
+    def __init__(self, runs, nets, labels, train_split, *, states=None, graphs=False, bf16=False,
+                 channels_last=True):
+        states = states or [None] * len(runs)
         self.runs, self.labels, self.split = runs, labels, train_split
         self.device = train_split.images.device
         self.model = runs[0].model
         self.dataset = runs[0].dataset
         self.batch = models.batch_size(self.model, self.dataset)
-        self.use_graphs, self.bf16 = use_graphs, bf16
+        self.use_graphs, self.bf16 = graphs, bf16
         self.stack = Stack(nets, channels_last)
         self._new_optimiser([s["optimiser"] if s else {} for s in states])
 
@@ -220,6 +213,16 @@ class _Group:
         return percent_correct(self.predict(split), split.labels)
 
 
+def train_net(net, split, run, epochs, *, shuffle=False):
+    """Train one model on ``split`` (images and labels) for ``epochs`` epochs with the engine,
+    in place; returns ``net`` (for tests, benchmarks and examples)."""
+    trainer = Trainer([run], [net], split.labels[None], split)
+    for epoch in range(epochs):
+        trainer.train_epoch(epoch, shuffle)
+    net.load_state_dict(trainer.stack.state_dict(0))
+    return net
+
+
 def percent_correct(predicted, labels):
     """Accuracy (%) of each row of ``predicted`` (K, N) against ``labels`` ((K, N) or (N,))."""
     return [100 * c / predicted.shape[1] for c in (predicted == labels).sum(1).tolist()]
@@ -261,10 +264,10 @@ class _Session:
         return results.run_dir(self.out, run.dataset, run.model, run.corrupt, run.run)
 
     def load_progress(self, run):
-        state = load_progress(self.folder(run))
+        state = results.load_progress(self.folder(run))
         if state is None:
             return None
-        path = self.folder(run) / "progress.pt"
+        path = results.progress_path(self.folder(run))
         saved, wanted = state.get("config", {}), self.schedule.config(run)
         if saved != wanted:
             diff = ", ".join(f"{k} {saved.get(k)!r} (now {v!r})" for k, v in wanted.items()
@@ -283,22 +286,10 @@ class _Session:
         state = {"config": self.schedule.config(run), "epoch": epoch, "history": history,
                  "reached_target": reached_target, "model": weights,
                  "optimiser": group.optimiser_state(k)}
-        results.save_torch(state, folder / "progress.pt")
+        results.save_torch(state, results.progress_path(folder))
         checkpoint = results.save_checkpoint(weights, folder, epoch) if final else None
         _write_history(self.out, run, history, finished=final)
         return checkpoint
-
-
-def load_progress(folder):
-    """A run folder's saved progress (config, epoch, history, weights, optimiser), or None."""
-    path = Path(folder) / "progress.pt"
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise MASCError(f"cannot read {path} ({type(e).__name__}); delete it to restart the "
-                        f"run") from None
 
 
 def _finished(session, run, state):
@@ -352,7 +343,7 @@ def _write_history(out, run, history, finished):
                       / f"{results.p_str(run.corrupt)}_Run_{run.run}.csv")
 
 
-def train(runs, out=".", root=None, device="auto", graphs=None, stack=None, progress=True,
+def train(runs, *, out=".", root=None, device="auto", graphs=None, stack=None, progress=True,
           log=tqdm.write, **schedule):
     """Train ``runs`` (one dataset and model, any corruption degrees and seeds) to the reference
     stop rule, resuming from saved progress; returns ``{run: final checkpoint path}``.
@@ -394,7 +385,7 @@ def train(runs, out=".", root=None, device="auto", graphs=None, stack=None, prog
             state = session.load_progress(run)
             labels = RunLabels.of_run(true_labels, run.corrupt, spec.num_classes, run.label_seed,
                                       schedule.subset, schedule.holdout)
-            labels.save(session.folder(run) / "labels.npz")
+            labels.save(results.labels_path(session.folder(run)))
             if state and (state["reached_target"] or state["epoch"] >= schedule.epochs):
                 done[run] = _finished(session, run, state)
                 log(f"{dataset} {model} p={run.corrupt} run {run.run}: already trained "
@@ -424,8 +415,8 @@ def _train_group(members, start, session):
             net.load_state_dict(state["model"])
         nets.append(net.to(device))
     labels = torch.stack([m[2] for m in members]).to(device)
-    group = _Group(runs, nets, [m[1] for m in members], labels, session.train_split,
-                   session.graphs, schedule.bf16)
+    group = Trainer(runs, nets, labels, session.train_split, states=[m[1] for m in members],
+                    graphs=session.graphs, bf16=schedule.bf16)
     histories = {run: list(state["history"]) if state else [] for run, state, _ in members}
     rule, target = stop_rule(runs[0].model, runs[0].dataset)
     finished = {}

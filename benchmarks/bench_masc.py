@@ -9,7 +9,7 @@
     dimensions: our Gram route); fit, then predict the training set and 2,000 test vectors;
 (c) ours alone: a generated 16,384-d layer with 5,000 samples per class (the ResNet case); fit,
     then predict 2,000 vectors.
-The naive baseline (tests/naive_masc.py) groups and doubles samples in Python, builds the D x D
+The naive baseline (MASC/naive.py) groups and doubles samples in Python, builds the D x D
 covariance, runs a full eigh, and projects in batches of 100 with arccos, like the reference.
 Both must agree (same k for every class, every prediction the same) for a speed-up to count: where
 they do not, the line says INVALID instead of a speed-up, and the script exits with status 1.
@@ -17,23 +17,19 @@ they do not, the line says INVALID instead of a speed-up, and the script exits w
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "tests"))
-from MASC import MinimumAngleSubspaceClassifier, data, layers, models, readout, training  # noqa: E402
-from MASC.corruption import corrupt_labels  # noqa: E402
-from naive_masc import naive_fit, naive_predict  # noqa: E402
+from MASC import MinimumAngleSubspaceClassifier, data, devices, layers, models, readout, training
+from MASC.corruption import corrupt_labels
+from MASC.naive import naive_fit, naive_predict
 
 
 def timed(fn, device):
-    readout.sync(device)
+    devices.sync(device)
     tic = time.perf_counter()
     out = fn()
-    readout.sync(device)
+    devices.sync(device)
     return out, time.perf_counter() - tic
 
 
@@ -80,11 +76,10 @@ def part_a(args, device):
         net.load_state_dict(torch.load(args.checkpoint, weights_only=True))
     else:  # one epoch at p = 0.8
         torch.manual_seed(1)
-        group = training._Group([run], [net], [None], labels[None], train_split, False, False)
-        group.train_epoch(0, True)
-        net.load_state_dict(group.stack.state_dict(0))
-    train_acts, _ = readout.collect(net, train_split.images, "MNIST", device="cpu")
-    test_acts, _ = readout.collect(net, test_split.images, "MNIST", device="cpu")
+        training.train_net(net, data.Split(train_split.images, labels), run, 1, shuffle=True)
+    reader = readout.Reader(net, "MNIST", device="cpu")
+    train_acts, _ = reader.collect(train_split.images)
+    test_acts, _ = reader.collect(test_split.images)
     print(f"(a) MNIST CNN layers: fit on {len(labels)} training activations (p = 0.8 labels), "
           f"predict {len(labels)} train + {len(test_split)} test")
     totals = [compare(layer, train_acts[layer], labels, [train_acts[layer], test_acts[layer]], 10,
@@ -133,7 +128,7 @@ def main(argv=None):
     p.add_argument("--b-per-class", type=int, default=1000, help="part (b): samples per class")
     p.add_argument("--b-dim", type=int, default=2048, help="part (b): dimensions")
     args = p.parse_args(argv)
-    device = training.pick_device(args.device)
+    device = devices.pick_device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"ours on {name}; naive on CPU, {torch.get_num_threads()} threads\n")
     invalid = [part for part in args.parts

@@ -17,15 +17,11 @@ and bf16 autocast against the float32 reference (a different precision).
 """
 import argparse
 import time
-from pathlib import Path
-import sys
-
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from MASC import data, models, training  # noqa: E402
-from MASC.readout import sync  # noqa: E402
+from MASC import data, models, training
+from MASC.devices import pick_device, sync
 
 
 def reference_style(model_name, root, n_train, n_test, device):
@@ -75,7 +71,8 @@ def ours(model_name, train_split, test_split, k, device, graphs, bf16, channels_
         torch.manual_seed(run.seed)
         nets.append(models.build(model_name, "MNIST").to(device))
     labels = torch.stack([train_split.labels] * k)
-    group = training._Group(runs, nets, [None] * k, labels, train_split, graphs, bf16, channels_last)
+    group = training.Trainer(runs, nets, labels, train_split, graphs=graphs, bf16=bf16,
+                             channels_last=channels_last)
     group.train_epoch(0, True)  # warm-up (captures the CUDA graphs)
     group.evaluate(test_split)
     sync(device)
@@ -110,7 +107,7 @@ def main(argv=None):
     p.add_argument("--nchw", action="store_true",
                    help="also time the stacks with NCHW feature maps (default: channels_last only)")
     args = p.parse_args(argv)
-    device = training.pick_device(args.device)
+    device = pick_device(args.device)
     root = str(data.data_root(args.data))
     training.set_precision(device, args.tf32)
     n_train = args.train_images

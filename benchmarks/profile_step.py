@@ -3,13 +3,10 @@
     python benchmarks/profile_step.py --model CNN --k 18 --device cuda
 """
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from MASC import data, models, training  # noqa: E402
+from MASC import data, devices, models, training
 
 
 def main():
@@ -19,13 +16,12 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=5)
     args = p.parse_args()
-    device = training.pick_device(args.device)
+    device = devices.pick_device(args.device)
     torch.backends.cudnn.benchmark = True
     split = data.load("MNIST", None, True).first(4096).to(device)
     runs = [training.Run("MNIST", args.model, 0.8, r, seed=r) for r in range(args.k)]
     nets = [models.build(args.model, "MNIST").to(device) for _ in runs]
-    group = training._Group(runs, nets, [None] * args.k, torch.stack([split.labels] * args.k),
-                            split, False, False)
+    group = training.Trainer(runs, nets, torch.stack([split.labels] * args.k), split)
     B = models.batch_size(args.model, "MNIST")
     idx = torch.stack([torch.randperm(len(split), device=device)[:B] for _ in runs])
     for _ in range(3):

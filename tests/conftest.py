@@ -67,12 +67,12 @@ def record_weights_each_epoch(monkeypatch):
     """After every training epoch, append model 0's weights to the list returned."""
     from MASC import training
 
-    snapshots, real_epoch = [], training._Group.train_epoch
+    snapshots, real_epoch = [], training.Trainer.train_epoch
 
     def train_epoch(self, epoch, shuffle):
         accuracy = real_epoch(self, epoch, shuffle)
         snapshots.append(self.stack.state_dict(0))
         return accuracy
 
-    monkeypatch.setattr(training._Group, "train_epoch", train_epoch)
+    monkeypatch.setattr(training.Trainer, "train_epoch", train_epoch)
     return snapshots

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from MASC import cli, data, experiments, probes, retrain, training
+from MASC import cli, data, experiments, probes, retrain, runs, training
 from MASC.errors import MASCError
 
 SCRIPTS = {
@@ -75,7 +75,11 @@ CASES = [pytest.param(s, flag, bad, id=f"{s}{''.join(bad)}") for scripts, flag, 
 
 def script(name):
     """A script's module (its main takes argv)."""
-    path = SCRIPTS[name]
+    return script_module(SCRIPTS[name])
+
+
+def script_module(path):
+    """The module of a script, by its path under the repository."""
     if "/" not in path:
         return importlib.import_module(path[:-3])
     spec = importlib.util.spec_from_file_location(path.replace("/", "_")[:-3], ROOT / path)
@@ -90,7 +94,7 @@ def no_work(monkeypatch):
     def reached(*args, **kwargs):
         raise AssertionError("the script went past the flag checks")
     for module, name in ((data, "load"), (training, "train"), (experiments, "masc_experiments"),
-                         (retrain, "retrain"), (probes, "each_run")):
+                         (retrain, "retrain"), (runs, "load_run")):
         monkeypatch.setattr(module, name, reached)
 
 
@@ -114,8 +118,7 @@ def test_good_flags_reach_the_work(monkeypatch):
         "--holdout", "0.1", "--device", "cpu"])
     assert (seen["subset"], seen["test_subset"], seen["epochs"]) == (100, 50, 2)
     assert (seen["save_every"], seen["holdout"], seen["device"]) == (1, 0.1, "cpu")
-    p = cli.parser("x", {}, readout=True)  # the read-out flags, as the other scripts declare them
-    p.add_argument("--threshold", type=cli.threshold)
+    p = cli.parser("x", {"BATCH": 1000, "DEVICE": "cpu", "THRESHOLD": 0.99}, readout=True)
     args = p.parse_args(GOOD["retrain"] + ["--threshold", "5", "--batch", "7", "--device", "auto"])
     assert (args.threshold, args.batch, args.device, args.corr, args.run) == (5.0, 7, "auto", 0.8, 1)
 
@@ -196,3 +199,37 @@ def test_check_device():
     if not MPS:
         with pytest.raises(argparse.ArgumentTypeError, match="MPS"):
             cli.check_device("mps")
+
+
+@pytest.mark.parametrize("name", ALL + ["make_plots"])
+def test_every_script_constant_is_a_known_setting_with_its_flag(name):
+    """Each constant at the top of a script is declared once in cli.SETTINGS and becomes its
+    flag, with the constant as the default."""
+    path = SCRIPTS.get(name, "Compare_experiments/plotting/make_plots.py")
+    constants = cli.constants(vars(script_module(path)))
+    assert set(constants) <= set(cli.SETTINGS), path
+    assert constants or name == "train_resnet18"  # it passes its flags to pytorch_training.py
+    p = argparse.ArgumentParser()
+    cli.add_settings(p, constants)
+    defaults = vars(p.parse_args([]))
+    assert {k.upper(): v for k, v in defaults.items()} == constants
+
+
+def test_a_misspelt_constant_fails_loudly():
+    """A typo at the top of a script (EPOCH for EPOCHS) is an error naming it, not a silent
+    fallback to the default (break: skip unknown constants in add_settings)."""
+    with pytest.raises(MASCError, match="unknown setting.*EPOCH\\b"):
+        cli.parser("x", {"EPOCH": 5, "OUT": "."})
+    p = cli.parser("x", {"SHUFFLE": False, "PER_SAMPLE_BN": True})
+    args = p.parse_args(GOOD["training"] + ["--shuffle", "--eval-bn"])
+    assert (args.shuffle, args.per_sample_bn) == (True, False)
+
+
+def test_no_script_edits_sys_path():
+    """The package is installed (pip install -e .), so no script or benchmark inserts into
+    sys.path to import it."""
+    scripts = [*ROOT.glob("*.py"), *ROOT.glob("Compare_experiments/**/*.py"),
+               *ROOT.glob("benchmarks/*.py"), *ROOT.glob("paper/*.py")]
+    assert scripts
+    offenders = [str(p.relative_to(ROOT)) for p in scripts if "sys.path.insert" in p.read_text()]
+    assert not offenders

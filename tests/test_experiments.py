@@ -5,7 +5,7 @@ import torch
 
 import pytorch_MASC_all
 from conftest import requires_mnist
-from MASC import data, experiments, results, training
+from MASC import data, experiments, results, runs, training
 from MASC.errors import MASCError
 
 pytestmark = [requires_mnist, pytest.mark.slow]  # trains models
@@ -70,8 +70,8 @@ def test_exp3_reads_the_clean_model_and_layers_add_up(trained):
     masc_all(trained, "-exp3", "True", "--layers", "fc3", "flattern")
     exp3 = pd.read_csv(results.masc_csv(trained, "MNIST", "CNN", 0.8, 1, 3))
     assert sorted(exp3.layer) == ["fc1", "fc3", "flattern"]  # earlier layers are kept
-    clean = experiments.load_trained(trained, "MNIST", "CNN", 0.0, 1)
-    memorised = experiments.load_trained(trained, "MNIST", "CNN", 0.8, 1)
+    clean = runs.load_network(trained, "MNIST", "CNN", 0.0, 1)
+    memorised = runs.load_network(trained, "MNIST", "CNN", 0.8, 1)
     assert not torch.equal(clean.fc3.weight, memorised.fc3.weight)
     assert results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 3, "fc1")["test"].exists()
     assert "results_uncorrupted" in results.reference_masc_files(trained, "MNIST", "CNN", 0.8, 1, 3, "fc1")["test"].parts
@@ -86,10 +86,10 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(trained, tmp_path, cap
     checkpoint = results.final_checkpoint(results.run_dir(trained, "MNIST", "CNN", 0.8, 1))
     checkpoint.write_bytes(b"garbage")
     with pytest.raises(MASCError, match="unreadable"):
-        experiments.load_trained(trained, "MNIST", "CNN", 0.8, 1)
+        runs.load_network(trained, "MNIST", "CNN", 0.8, 1)
     torch.save({"conv1.weight": torch.zeros(1)}, checkpoint)
     with pytest.raises(MASCError, match="does not fit a CNN for MNIST"):
-        experiments.load_trained(trained, "MNIST", "CNN", 0.8, 1)
+        runs.load_network(trained, "MNIST", "CNN", 0.8, 1)
 
 
 def test_no_experiment_chosen_is_a_usage_error(trained):

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import ROOT, requires_mnist
-from MASC import experiments, results
+from MASC import experiments, results, runs
 from MASC.corruption import RunLabels
 from MASC.errors import MASCError
 
@@ -245,20 +245,20 @@ def test_labels_are_checked_against_the_dataset_and_the_run(tmp_path):
     folder = results.run_dir(tmp_path, "MNIST", "CNN", 0.8, 1)
     folder.mkdir(parents=True)
     RunLabels.of_run(true, 0.8, 10, subset=50).save(folder / "labels.npz")
-    labels = experiments.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true)
+    labels = runs.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true)
     assert len(labels.true) == 50 and labels.corrupt == 0.8
     RunLabels.of_run((true + 1) % 10, 0.8, 10, subset=50).save(folder / "labels.npz")
     with pytest.raises(MASCError, match="true labels are not this dataset's"):
-        experiments.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true)
+        runs.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true)
     tampered = RunLabels.of_run(true, 0.8, 10, subset=50)
     tampered.corrupted[3] = (tampered.corrupted[3] + 1) % 10
     tampered.save(folder / "labels.npz")
     with pytest.raises(MASCError, match="corrupted labels are not those of p=0.8"):
-        experiments.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true)
+        runs.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true)
     (folder / "labels.npz").unlink()
     with pytest.raises(MASCError, match="--reference-labels"):
-        experiments.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true)
-    reference = experiments.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true, reference=True)
+        runs.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true)
+    reference = runs.run_labels(tmp_path, "MNIST", "CNN", 0.8, 1, true, reference=True)
     assert len(reference.true) == 100 and reference.label_seed == 42
 
 

@@ -34,7 +34,7 @@ def group(model, graphs, n=1000, k=3):
         nets.append(models.build(model, "MNIST").cuda())
     labels = torch.stack([torch.as_tensor(corrupt_labels(split.labels.cpu().numpy(), r.corrupt, 10, r.label_seed))
                           for r in runs]).cuda()
-    return training._Group(runs, nets, [None] * k, labels, split, graphs, False)
+    return training.Trainer(runs, nets, labels, split, graphs=graphs)
 
 
 @requires_mnist

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import record_weights_each_epoch, requires_mnist
-from MASC import data, experiments, models, readout, results, retrain, training
+from MASC import data, experiments, models, readout, results, retrain, runs, training
 from MASC.corruption import RunLabels, corrupt_labels, holdout_rows
 from MASC.masc import MinimumAngleSubspaceClassifier
 
@@ -35,14 +35,14 @@ def test_training_steps_see_only_the_kept_rows_with_their_corrupted_labels(
         tmp_path, small_test_set, data_root, monkeypatch):
     """Every (image, label) pair the optimiser steps on, over one epoch, is a kept row with its
     corrupted label, each kept row exactly once, no held-out row ever (break: train on every row)."""
-    seen_images, seen_labels, real_step = [], [], training._Group._step
+    seen_images, seen_labels, real_step = [], [], training.Trainer._step
 
     def spy(self, idx):
         seen_images.append(self.split.images[idx.reshape(-1)].cpu().clone())
         seen_labels.append(self.labels.gather(1, idx).reshape(-1).cpu().clone())
         return real_step(self, idx)
 
-    monkeypatch.setattr(training._Group, "_step", spy)
+    monkeypatch.setattr(training.Trainer, "_step", spy)
     n, p = 300, 0.8
     training.train([training.Run("MNIST", "CNN", p, 1, seed=1)], out=tmp_path, epochs=1, subset=n,
                    holdout=0.2, **QUIET)
@@ -70,18 +70,19 @@ def test_readout_in_batches_equals_one_batch(data_root):
     given = {"corrupted": corrupt_labels(train.labels.numpy(), 0.5, 10), "original": train.labels}
     fitted = {}
     for batch in (300, 70):
-        rows = [r for r, _, _ in readout.forward_layers(net, train.images, "MNIST", batch_size=batch)]
+        reader = readout.Reader(net, "MNIST", batch_size=batch)
+        rows = [r for r, _, _ in reader.batches(train.images)]
         assert [(r.start, r.stop) for r in rows] == [(s, min(s + batch, 300)) for s in range(0, 300, batch)]
-        estimators, _ = readout.fit_masc(net, train, given, "MNIST", batch_size=batch,
-                                         classes=range(10))
+        estimators, _ = reader.fit_masc(train, given, classes=range(10))
         fitted[batch] = estimators
     one, many = fitted[300], fitted[70]
     assert one.keys() == many.keys() and len(one) == 2 * 5
     for key in one:
         assert np.array_equal(one[key].n_components_, many[key].n_components_), key
-    single, net_single, _ = readout.predict(net, test.images, one, "MNIST", batch_size=300)
+    single, net_single, _ = readout.Reader(net, "MNIST", batch_size=300).predict(test.images, one)
     for estimators in (one, many):
-        batched, net_batched, _ = readout.predict(net, test.images, estimators, "MNIST", batch_size=70)
+        batched, net_batched, _ = readout.Reader(net, "MNIST", batch_size=70).predict(test.images,
+                                                                                       estimators)
         assert torch.equal(net_batched, net_single)
         for key in one:
             assert torch.equal(batched[key], single[key]), key
@@ -89,7 +90,7 @@ def test_readout_in_batches_equals_one_batch(data_root):
     splits = retrain.Splits(test.first(50), data.Split(test.images[50:], test.labels[50:]))
     for batch in (300, 70):
         layer_table[batch], _, accs = retrain.masc_layers(
-            net, train, given, splits, "MNIST", None, "cpu", 0.99, batch_size=batch)
+            readout.Reader(net, "MNIST", batch_size=batch), train, given, splits)
     pd.testing.assert_frame_equal(layer_table[300], layer_table[70])
 
 
@@ -121,24 +122,24 @@ def test_fine_tuning_gets_masc_relabels_of_the_chosen_layer(tmp_path, small_test
     rows, the same in read-out batches of 50 (break: fine-tune on the old corrupted labels)."""
     memorise(tmp_path)
     calls = captured_fine_tuning(monkeypatch)
-    summary = retrain.retrain("MNIST", "CNN", 0.8, 1, "reference", out=tmp_path, device="cpu",
-                              log=lambda *_: None)
+    trained = runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1)
+    summary = retrain.retrain(trained, readout=readout.Settings(device="cpu"), log=lambda *_: None)
     assert list(summary.subspaces_from) == ["corrupted", "original"] and len(calls) == 2
     batched = captured_fine_tuning(monkeypatch)  # 115 rows in read-out batches of 50, 50, 15
-    again = retrain.retrain("MNIST", "CNN", 0.8, 1, "reference", out=tmp_path, device="cpu",
-                            batch_size=50, log=lambda *_: None)
+    again = retrain.retrain(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1),
+                            readout=readout.Settings(device="cpu", batch_size=50), log=lambda *_: None)
     assert list(again.layer) == list(summary.layer) and len(batched) == 2
     for (_, one), (_, many) in zip(calls, batched):
         assert torch.equal(one, many)
 
-    net = experiments.load_trained(tmp_path, "MNIST", "CNN", 0.8, 1)
+    net = runs.load_network(tmp_path, "MNIST", "CNN", 0.8, 1)
     labels = RunLabels.load(results.run_dir(tmp_path, "MNIST", "CNN", 0.8, 1) / "labels.npz")
     rows = labels.train_rows
     images = data.load("MNIST", data_root, True).images[rows]
     given = {"corrupted": labels.corrupted[rows], "original": labels.true[rows]}
     for (images_given, labels_given), row in zip(calls, summary.itertuples()):
         assert torch.equal(images_given, images)
-        acts = readout.collect(net, images, "MNIST", [row.layer])[0][row.layer]
+        acts = readout.Reader(net, "MNIST", layers=[row.layer]).collect(images)[0][row.layer]
         masc = MinimumAngleSubspaceClassifier(0.99).fit(acts, torch.as_tensor(given[row.subspaces_from]),
                                                         classes=range(10))
         assert torch.equal(labels_given, masc.predict(acts)), row.subspaces_from
@@ -156,15 +157,16 @@ def test_retrain_keeps_the_best_epoch_under_clean_and_the_last_under_reference(
     memorise(tmp_path)
     val_size = len(holdout_rows(128, 0.1)) if protocol == "clean" else 40  # test20 of 200
     scores = iter([10.0, 30.0, 20.0, 20.0, 20.0])
-    monkeypatch.setattr(training._Group, "evaluate", lambda self, split, labels=None:
+    monkeypatch.setattr(training.Trainer, "evaluate", lambda self, split, labels=None:
                         [next(scores)] if len(split) == val_size else [0.0])
     snapshots = record_weights_each_epoch(monkeypatch)
-    summary = retrain.retrain("MNIST", "CNN", 0.8, 1, protocol, ("corrupted",), out=tmp_path,
-                              device="cpu", max_epochs=30, patience=3, log=lambda *_: None)
+    summary = retrain.retrain(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1), protocol=protocol,
+                              subspaces=("corrupted",), readout=readout.Settings(device="cpu"),
+                              max_epochs=30, patience=3, log=lambda *_: None)
     assert len(snapshots) == 5 and summary.epochs_run[0] == 5 and summary.best_epoch[0] == 2
     kept = 2 if protocol == "clean" else 5
     assert summary.kept_epoch[0] == kept
-    folder = retrain.checkpoint_dir(tmp_path, "MNIST", "CNN", 0.8, 1, "corrupted", protocol)
+    folder = results.retrain_dir(tmp_path, "MNIST", "CNN", 0.8, 1, "corrupted", protocol)
     saved = torch.load(folder / f"model_{kept - 1}.pth", weights_only=True)
     assert all(torch.equal(saved[k], snapshots[kept - 1][k]) for k in snapshots[0])
     other = snapshots[4] if protocol == "clean" else snapshots[1]
@@ -186,21 +188,22 @@ def test_exp3_reads_the_model_trained_without_corruption(tmp_path, monkeypatch, 
     real = data.load
     monkeypatch.setattr(data, "load", lambda name, root=None, train=True:
                         real(name, data_root, train).first(None if train else 300))
-    runs = [training.Run("MNIST", "CNN", p, 1, seed=1) for p in (0.0, 1.0)]
-    training.train(runs, out=tmp_path, epochs=3, subset=400, **QUIET)
+    trained_runs = [training.Run("MNIST", "CNN", p, 1, seed=1) for p in (0.0, 1.0)]
+    training.train(trained_runs, out=tmp_path, epochs=3, subset=400, **QUIET)
     test = data.load("MNIST", data_root, False)
-    clean, noisy = (network_accuracy(experiments.load_trained(tmp_path, "MNIST", "CNN", p, 1), test)
+    clean, noisy = (network_accuracy(runs.load_network(tmp_path, "MNIST", "CNN", p, 1), test)
                     for p in (0.0, 1.0))
     assert clean != noisy  # the fixture's two models tell apart
-    fitted, real_fit = [], readout.fit_masc
+    fitted, real_fit = [], readout.Reader.fit_masc
 
-    def spy(net, split, labellings, *args, **kwargs):
-        fitted.append((net.state_dict(), {k: np.asarray(v) for k, v in labellings.items()}))
-        return real_fit(net, split, labellings, *args, **kwargs)
+    def spy(self, split, labellings, **kwargs):
+        fitted.append((self.net.state_dict(), {k: np.asarray(v) for k, v in labellings.items()}))
+        return real_fit(self, split, labellings, **kwargs)
 
-    monkeypatch.setattr(readout, "fit_masc", spy)
-    frame = experiments.masc_experiments("MNIST", "CNN", 1.0, 1, [1, 3], out=tmp_path, device="cpu",
-                                         layers=["fc3"], log=lambda *_: None)
+    monkeypatch.setattr(readout.Reader, "fit_masc", spy)
+    frame = experiments.masc_experiments(runs.load_run(tmp_path, "MNIST", "CNN", 1.0, 1), [1, 3],
+                                         readout=readout.Settings(device="cpu", layers=["fc3"]),
+                                         log=lambda *_: None)
     by_exp = frame.set_index("exp")
     assert by_exp.model_test_acc[3] == clean and by_exp.model_test_acc[1] == noisy
     exp3 = pd.read_csv(results.masc_csv(tmp_path, "MNIST", "CNN", 1.0, 1, 3))
@@ -209,7 +212,7 @@ def test_exp3_reads_the_model_trained_without_corruption(tmp_path, monkeypatch, 
     # itself ran on the p = 0.0 model's weights, with the labels corrupted at p
     (memorised, exp1_labels), (read, exp3_labels) = fitted
     for p, state in ((1.0, memorised), (0.0, read)):
-        expected = experiments.load_trained(tmp_path, "MNIST", "CNN", p, 1).state_dict()
+        expected = runs.load_network(tmp_path, "MNIST", "CNN", p, 1).state_dict()
         assert all(torch.equal(state[k], expected[k]) for k in expected), p
     at_p = corrupt_labels(data.load("MNIST", data_root, True).labels.numpy(), 1.0, 10)[:400]
     assert list(exp3_labels) == ["corrupted"] and np.array_equal(exp3_labels["corrupted"], at_p)

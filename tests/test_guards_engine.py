@@ -31,8 +31,7 @@ def test_a_stack_of_one_trains_like_a_plain_module_and_optimiser(model, n, monke
     net = models.build(model, "MNIST").double()
     plain, start = copy.deepcopy(net), copy.deepcopy(net.state_dict())
     run = training.Run("MNIST", model, 0.0, 1, seed=3)
-    group = training._Group([run], [net], [None], labels[None], data.Split(images, labels),
-                            use_graphs=False, bf16=False)
+    group = training.Trainer([run], [net], labels[None], data.Split(images, labels))
     optimiser = models.make_optimiser(model, plain.parameters())
     batch = models.batch_size(model, "MNIST")
     for epoch in range(2):
@@ -117,14 +116,14 @@ def test_a_run_stops_once_its_running_accuracy_reaches_the_datasets_threshold(tm
 
     monkeypatch.setattr(data, "load", load)
     scripted = [target - 0.01, target, 100.0, 100.0]
-    monkeypatch.setattr(training._Group, "train_epoch",
+    monkeypatch.setattr(training.Trainer, "train_epoch",
                         lambda self, epoch, shuffle: [scripted[epoch]] * len(self.runs))
     run = training.Run(name, "CNN", 0.0, 1, seed=1)
     done = training.train([run], out=tmp_path, device="cpu", epochs=4, progress=False,
                           log=lambda *_: None)
     folder = results.run_dir(tmp_path, name, "CNN", 0.0, 1)
     assert done[run] == folder / "model_1.pth"
-    state = training.load_progress(folder)
+    state = results.load_progress(folder)
     assert state["epoch"] == 2 and state["reached_target"] is True
     assert [row[1] for row in state["history"]] == scripted[:2]
 
@@ -142,8 +141,8 @@ def test_per_sample_batchnorm_equals_train_mode_batchnorm_on_one_image_at_a_time
             module.running_var.uniform_(0.5, 2)
     images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
     names = layers.layer_names(net)
-    ours = readout.collect(net, images, "CIFAR10", per_sample_bn=True, batch_size=3)[0]
-    evaluated = readout.collect(net, images, "CIFAR10", per_sample_bn=False)[0]
+    ours = readout.Reader(net, "CIFAR10", per_sample_bn=True, batch_size=3).collect(images)[0]
+    evaluated = readout.Reader(net, "CIFAR10").collect(images)[0]
     for i in range(len(images)):
         alone = copy.deepcopy(net).train()  # the reference: train-mode BatchNorm on a batch of one
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""MASC against a deliberately naive implementation of the reference steps (tests/naive_masc.py)."""
+"""MASC against a deliberately naive implementation of the reference steps (MASC/naive.py)."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +7,7 @@ from MASC import MinimumAngleSubspaceClassifier as MASC
 from MASC.errors import MASCError
 from conftest import DATA
 from MASC import models
-from naive_masc import naive_angles, naive_fit, naive_predict
+from MASC.naive import naive_angles, naive_fit, naive_predict
 
 
 def blobs(n_per_class, dim, classes=4, seed=0, rank=None):
@@ -135,13 +135,9 @@ def test_same_as_naive_on_real_activations_of_a_trained_cnn():
     labels = torch.as_tensor(corrupt_labels(split.labels.numpy(), run.corrupt, 10,
                                             seed=run.label_seed))
     torch.manual_seed(run.seed)
-    group = training._Group([run], [models.build("CNN", "MNIST")], [None], labels[None],
-                            split.first(1000), False, False)
-    for epoch in range(3):
-        group.train_epoch(epoch, True)
-    net = models.build("CNN", "MNIST")
-    net.load_state_dict(group.stack.state_dict(0))
-    acts, _ = readout.collect(net, split.images, "MNIST")
+    net = training.train_net(models.build("CNN", "MNIST"),
+                             data.Split(split.images[:1000], labels[:1000]), run, 3, shuffle=True)
+    acts, _ = readout.Reader(net, "MNIST").collect(split.images)
     for layer, A in acts.items():  # 100 vectors a class: D > N_c for input and flattern
         X, T, y = A[:1000], A[1000:], labels[:1000]
         subspaces = naive_fit(X, y, 10)

@@ -159,7 +159,7 @@ def test_post_epoch_rule_stops_at_the_first_epoch_at_target(monkeypatch):
         def save(self, group, k, epoch, history, final, reached):
             saved.update(epoch=epoch, final=final, reached=reached, history=list(history))
 
-    monkeypatch.setattr(training, "_Group", FakeGroup)
+    monkeypatch.setattr(training, "Trainer", FakeGroup)
     member = (FakeGroup.runs[0], None, torch.zeros(4, dtype=torch.long))
     training._train_group([member], 0, FakeSession())
     assert saved["epoch"] == 2 and saved["final"] and saved["reached"] and passes == [4, 4]

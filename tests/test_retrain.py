@@ -8,7 +8,7 @@ from sklearn.model_selection import train_test_split
 
 import pytorch_retrain_early
 from conftest import record_weights_each_epoch, requires_mnist
-from MASC import data, models, results, retrain, training
+from MASC import data, models, results, retrain, runs, training
 from MASC.corruption import RunLabels, holdout_rows
 from MASC.errors import MASCError
 
@@ -81,7 +81,7 @@ def test_early_stopping_needs_a_strict_improvement():
 @pytest.mark.parametrize("restore_best", [True, False])
 def test_fine_tune_stops_and_keeps_the_best_or_last_weights(monkeypatch, restore_best):
     val_scores = iter([10, 30, 20, 20, 20, 50])
-    monkeypatch.setattr(training._Group, "evaluate",  # validation: 8 images, test: 4
+    monkeypatch.setattr(training.Trainer, "evaluate",  # validation: 8 images, test: 4
                         lambda self, split: [next(val_scores)] if len(split) == 8 else [0.0])
     snapshots = record_weights_each_epoch(monkeypatch)
     torch.manual_seed(0)
@@ -90,7 +90,7 @@ def test_fine_tune_stops_and_keeps_the_best_or_last_weights(monkeypatch, restore
     val, test = data.Split(images[:8], train.labels[:8]), data.Split(images[:4], train.labels[:4])
     history, stopper, weights = retrain.fine_tune(
         models.build("MLP", "MNIST"), train, val, test, training.Run("MNIST", "MLP", 0.8, 1, 1),
-        torch.device("cpu"), max_epochs=30, patience=3, restore_best=restore_best, log=lambda _: None)
+        device="cpu", max_epochs=30, patience=3, restore_best=restore_best, log=lambda _: None)
     assert [row[0] for row in history] == [1, 2, 3, 4, 5] and stopper.best_epoch == 2
     kept = snapshots[1] if restore_best else snapshots[4]
     assert all(torch.equal(weights[k], kept[k]) for k in kept)
@@ -100,7 +100,7 @@ def test_fine_tune_stops_and_keeps_the_best_or_last_weights(monkeypatch, restore
 def test_missing_memorised_model_names_the_training_command(tmp_path, capsys):
     with pytest.raises(MASCError, match=r"train it first: python pytorch_training.py -corr 0.8 "
                                         r"-model CNN -dataset MNIST -run 1 --out"):
-        retrain.retrain("MNIST", "CNN", 0.8, 1, out=tmp_path)
+        retrain.retrain(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1))
     with pytest.raises(SystemExit) as stop:
         pytorch_retrain_early.main(["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run",
                                     "1", "--out", str(tmp_path)])
@@ -149,7 +149,7 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
         mine = layers[layers.subspaces_from == row.subspaces_from]
         assert row.layer == mine.layer[mine.masc_val_acc.idxmax()] and mine.chosen.sum() == 1
 
-    base = retrain.reference_dir(tmp_path, "MNIST", "CNN", 0.8)
+    base = results.retrain_reference_dir(tmp_path, "MNIST", "CNN", 0.8)
     history = pd.read_csv(base / "Retrain_Acc_corr" / "Run_1.csv", index_col=0)
     assert list(history.columns) == ["epoch", "Train_accuracy", "Test_accuracy_80", "Test_accuracy_20"]
     assert history.Test_accuracy_80.iloc[-1] == pytest.approx(100 * summary.test_acc_final[0])
@@ -157,7 +157,7 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
     percent = pd.read_csv(base / "percentages_data_change" / "Run_1_percent.csv", index_col=0)
     assert percent.per_wlrc_org[0] == pytest.approx(100 * summary.wrong_relabelled_correctly[1])
     assert (base / "angle_results_exp3" / "Run_1" / "0" / "layer_fc1_acc_overall_test_80.csv").exists()
-    folder = retrain.checkpoint_dir(tmp_path, "MNIST", "CNN", 0.8, 1, "corrupted", "reference")
+    folder = results.retrain_dir(tmp_path, "MNIST", "CNN", 0.8, 1, "corrupted", "reference")
     assert [f.name for f in folder.glob("model_*.pth")] == [f"model_{summary.kept_epoch[0] - 1}.pth"]
 
     with pytest.raises(SystemExit):  # this model saw every training row: no clean hold-out
@@ -168,7 +168,7 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
     clean = pd.read_csv(tidy / "Run_1_clean_summary.csv")
     assert clean.n_train[0] == 115 and clean.kept_epoch[0] == clean.best_epoch[0]
     assert clean.test_acc_final[0] == clean.test_acc_best_epoch[0]
-    folder = retrain.checkpoint_dir(tmp_path / "held", "MNIST", "CNN", 0.8, 1, "corrupted", "clean")
+    folder = results.retrain_dir(tmp_path / "held", "MNIST", "CNN", 0.8, 1, "corrupted", "clean")
     assert folder.name == "Run_1" and folder.parent.name == "corr_subspace_clean"
     assert [f.name for f in folder.glob("model_*.pth")] == [f"model_{clean.best_epoch[0] - 1}.pth"]
 
@@ -181,6 +181,6 @@ def test_no_corruption_gives_not_applicable_statistics(tmp_path, small_test_set)
     summary = pd.read_csv(tidy / "Run_1_reference_summary.csv")
     assert summary.n_corrupted[0] == 0
     assert summary[["net_change", "detector_precision", "detector_recall"]].isna().all(axis=None)
-    base = retrain.reference_dir(tmp_path, "MNIST", "CNN", 0.0)
+    base = results.retrain_reference_dir(tmp_path, "MNIST", "CNN", 0.0)
     assert (base / "Retrain_Acc_org" / "Run_1.csv").exists()
     assert not (base / "percentages_data_change").exists()  # the reference writes it only for p > 0

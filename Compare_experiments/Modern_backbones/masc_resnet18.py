@@ -23,31 +23,24 @@ DATA = None
 OUT = "."
 
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from MASC import cli, experiments, results  # noqa: E402
 
-FIXED = ["-model", "ResNet18", "-dataset", "CIFAR10"]
+_FIXED = ["-model", "ResNet18", "-dataset", "CIFAR10"]
 
 
 @cli.main
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), models=("ResNet18",), many=True,
                    readout=True)
-    p.add_argument("--threshold", type=cli.threshold, default=THRESHOLD)
-    args = p.parse_args(FIXED + list(sys.argv[1:] if argv is None else argv))
-    for corrupt in cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption):
-        for run in cli.expand(args.run, cli.RUNS, int):
-            table = experiments.masc_experiments(
-                args.dataset, args.model, corrupt, run, [1, 2], out=args.out, root=args.data,
-                device=args.device, threshold=args.threshold, layers=args.layers,
-                subset=args.subset, per_sample_bn=args.per_sample_bn, batch_size=args.batch,
-                reference_labels=args.reference_labels)
-            print(table[["subspaces_from", "layer", "dim", "k_mean", "train_acc_vs_corrupted",
-                         "train_acc_vs_true", "test_acc", "fit_seconds", "predict_seconds"]]
-                  .to_string(index=False))
-            print(f"results: {results.masc_csv(args.out, args.dataset, args.model, corrupt, run, 1).parent}")
+    args = p.parse_args(_FIXED + list(sys.argv[1:] if argv is None else argv))
+    for trained in cli.trained_runs(args):
+        table = experiments.masc_experiments(trained, [1, 2], threshold=args.threshold,
+                                             readout=cli.readout_settings(args))
+        print(table[["subspaces_from", "layer", "dim", "k_mean", "train_acc_vs_corrupted",
+                     "train_acc_vs_true", "test_acc", "fit_seconds", "predict_seconds"]]
+              .to_string(index=False))
+        print(f"results: {results.masc_csv(args.out, args.dataset, args.model, trained.p, trained.run, 1).parent}")
 
 
 if __name__ == "__main__":

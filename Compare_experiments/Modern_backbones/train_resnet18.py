@@ -8,16 +8,14 @@ momentum 0.9, batch 32, until the running train accuracy reaches 100% (or the ep
 run r uses seed r. Checkpoints: models/CIFAR10_ResNet18/Network/{p}/Run_{r}/model_{e}.pth.
 """
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import pytorch_training  # noqa: E402
+import pytorch_training  # installed with the package (pip install -e .)
 
-FIXED = ["-model", "ResNet18", "-dataset", "CIFAR10"]
+_FIXED = ["-model", "ResNet18", "-dataset", "CIFAR10"]
 
 
 def main(argv=None):
-    return pytorch_training.main(FIXED + list(sys.argv[1:] if argv is None else argv))
+    return pytorch_training.main(_FIXED + list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,8 @@ OUT = "."             # results root (the --out of the experiment scripts)
 PLOTS = None          # None: Compare_experiments/plotting/plots
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from MASC import cli, plots, results  # noqa: E402
 from MASC.errors import MASCError  # noqa: E402
 
@@ -30,9 +27,9 @@ from MASC.errors import MASCError  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default=OUT, help="results root")
-    p.add_argument("--plots", default=PLOTS or Path(__file__).resolve().parent / "plots")
+    cli.add_settings(p, cli.constants(globals()))
     args = p.parse_args(argv)
+    args.plots = args.plots or Path(__file__).resolve().parent / "plots"
     stem = lambda kind, dataset, model: Path(args.plots) / f"{kind}_{results.tag(dataset, model)}"  # noqa: E731
     acc = plots.load_accuracy(args.out)
     written = []
@@ -40,13 +37,13 @@ def main(argv=None):
         written += plots.save(plots.accuracy_figure(group, dataset, model), stem("ACCURACY", dataset, model))
         if (group.source == "probes").any():
             written += plots.save(plots.cost_figure(group, dataset, model), stem("COST", dataset, model))
-    for path in sorted(Path(args.out, "results", "sensitivity").glob("*/summary.csv")):
+    for path in sorted((results.tidy_root(args.out) / "sensitivity").glob("*/summary.csv")):
         summary = results.read_csv(path, ["dataset", "model"])
         for (dataset, model), group in summary.groupby(["dataset", "model"]):
             written += plots.save(plots.sensitivity_figure(group, dataset, model),
                                   stem("SENSITIVITY", dataset, model))
     if not written:
-        raise MASCError(f"no result CSVs under {Path(args.out, 'results')} (probes, masc, "
+        raise MASCError(f"no result CSVs under {results.tidy_root(args.out)} (probes, masc, "
                         f"sensitivity); run an experiment first, or pass its --out")
     table = plots.summary_table(acc, args.out) if len(acc) else None
     if table is not None and not table.empty:

@@ -23,42 +23,36 @@ DEVICE = "auto"
 DATA = None
 OUT = "."
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 import pandas as pd  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from MASC import cli, plots, probes, results  # noqa: E402
-from MASC.corruption import LABELLINGS  # noqa: E402
-from MASC.training import pick_device  # noqa: E402
+from MASC.devices import pick_device  # noqa: E402
 
-GROUP = ["dataset", "model", "corrupt", "labels_from", "threshold", "layer"]
+_GROUP = ["dataset", "model", "corrupt", "labels_from", "threshold", "layer"]
 
 
 def summarise(folder):
     """The t-interval summary of every run's CSV in ``folder`` (written to summary.csv)."""
     frame = pd.concat([results.read_csv(p) for p in sorted(folder.glob("*/Run_*.csv"))], ignore_index=True)
-    summary = plots.t_summary(frame, GROUP)
-    network = frame.groupby(GROUP).model_test_acc.mean().reset_index()
-    return results.write_csv(summary.merge(network, on=GROUP), folder / "summary.csv")
+    summary = plots.t_summary(frame, _GROUP)
+    network = frame.groupby(_GROUP).model_test_acc.mean().reset_index()
+    return results.write_csv(summary.merge(network, on=_GROUP), folder / "summary.csv")
 
 
 @cli.main
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), many=True, readout=True)
-    p.add_argument("--thresholds", nargs="+", type=cli.threshold, default=THRESHOLDS,
-                   help="shares in (0, 1) and/or whole numbers of components (1 = '1 PC')")
-    p.add_argument("--labels", nargs="+", default=LABELS, choices=LABELLINGS)
-    p.add_argument("--test-subset", type=cli.positive_int, default=TEST_SUBSET, help="first N test images only")
     args = p.parse_args(argv)
     device = pick_device(args.device)
     folder = results.tidy_dir(args.out, "sensitivity", args.dataset, args.model)
-    for corrupt, run, acts, ids in probes.each_run(args, device):
+    settings = cli.readout_settings(args)
+    for trained in cli.trained_runs(args):
+        acts = probes.layer_activations(trained, settings)
         frame = pd.concat([probes.evaluate(acts, {"MASC": lambda t=t: probes.make("MASC", device, t)},
-                                           ids, args.labels).assign(threshold=t)
+                                           trained.ids(), args.labels).assign(threshold=t)
                            for t in args.thresholds], ignore_index=True)
-        print(f"results: {results.write_csv(frame, folder / results.p_str(corrupt) / f'Run_{run}.csv')}")
+        path = folder / results.p_str(trained.p) / f"Run_{trained.run}.csv"
+        print(f"results: {results.write_csv(frame, path)}")
     print(f"summary: {summarise(folder)}")
 
 

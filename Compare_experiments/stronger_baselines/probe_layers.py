@@ -21,33 +21,25 @@ DEVICE = "auto"
 DATA = None
 OUT = "."
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from MASC import cli, probes, results  # noqa: E402
-from MASC.corruption import LABELLINGS  # noqa: E402
-from MASC.training import pick_device  # noqa: E402
+from MASC.devices import pick_device  # noqa: E402
 
-KEYS = ["probe", "labels_from", "layer"]
+_KEYS = ["probe", "labels_from", "layer"]
 
 
 @cli.main
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], globals(), many=True, readout=True)
-    p.add_argument("--probes", nargs="+", default=PROBES, choices=list(probes.PROBES))
-    p.add_argument("--labels", nargs="+", default=LABELS, choices=LABELLINGS)
-    p.add_argument("--threshold", type=cli.threshold, default=THRESHOLD)
-    p.add_argument("--test-subset", type=cli.positive_int, default=TEST_SUBSET, help="first N test images only")
     args = p.parse_args(argv)
     device = pick_device(args.device)
     factories = {name: (lambda name=name: probes.make(name, device, args.threshold))
                  for name in args.probes}
-    for corrupt, run, acts, ids in probes.each_run(args, device):
-        frame = probes.evaluate(acts, factories, ids, args.labels)
-        path = results.tidy_dir(args.out, "probes", args.dataset, args.model) \
-            / results.p_str(corrupt) / f"Run_{run}.csv"
-        print(f"results: {results.merge_csv(frame, path, KEYS)}")
+    settings = cli.readout_settings(args)
+    for trained in cli.trained_runs(args):
+        acts = probes.layer_activations(trained, settings)
+        frame = probes.evaluate(acts, factories, trained.ids(), args.labels)
+        path = results.probes_csv(args.out, args.dataset, args.model, trained.p, trained.run)
+        print(f"results: {results.merge_csv(frame, path, _KEYS)}")
 
 
 if __name__ == "__main__":
