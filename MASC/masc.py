@@ -509,9 +509,10 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
 
     def _best(self, X):
         """Index of the class of smallest angle for each row of X (ties to the lowest)."""
-        if not _is_checked(self.predict_dtype) or not _float32_matmul_is_ieee(self._device):
-            return self._cos2(X).argmax(1)
         self.solve()
+        if not (_is_checked(self.predict_dtype) and self._dtype == torch.float64
+                and _float32_matmul_is_ieee(self._device)):  # (solved under another dtype)
+            return self._cos2(X).argmax(1)
         X = self._check_X(X)
         if self._W32 is None:
             self._W32 = self._W.float()
