@@ -30,7 +30,14 @@ as labels) on the fitted device; anything else in, NumPy out.
 
 Fitting streams: :meth:`partial_fit` keeps, per class, either its rows (while it has fewer rows
 than dimensions; the subspace then comes from the N_c x N_c Gram matrix) or the D x D matrix
-X_c^T X_c in float64. Both routes give the same subspace and the same k.
+X_c^T X_c in float64. Both routes give the same subspace and the same k. :func:`fit_labellings`
+fits several labellings of the same rows from one stored copy (float32 stays float32), one class
+at a time: each class block is cast to float64 only for its Gram and eigh step and freed after, so
+k and the components are bit-identical to :meth:`fit`'s.
+
+Prediction (``predict_dtype="float32-checked"``): projections in float32, then every row whose best
+two classes are closer than a proven float32 error bound is classified again in float64 (see
+:func:`_margins`): the predictions are those of float64, at float32 speed.
 """
 import math
 import numbers
@@ -46,6 +53,9 @@ from .errors import MASCError
 # fitted attributes computed by solve(); partial_fit drops them, the next access solves again
 _SOLVED = ("classes_", "n_samples_per_class_", "components_", "n_components_",
            "explained_variance_ratio_")
+CHECKED = "float32-checked"  # predict_dtype: float32 projections, float64 re-check of near ties
+FINITE_CHUNK = 1 << 24  # elements checked for NaN/inf at once (bounds the temporary mask)
+GATHER_CHUNK = 1 << 24  # elements of a class block gathered (and cast to float64) at once
 
 
 class NotFittedMASCError(MASCError, NotFittedError):
@@ -53,7 +63,10 @@ class NotFittedMASCError(MASCError, NotFittedError):
 
 
 def _torch_dtype(dtype):
-    """A floating torch dtype from a torch dtype, a NumPy dtype or a name ("float32")."""
+    """A floating torch dtype from a torch dtype, a NumPy dtype or a name ("float32");
+    :data:`CHECKED` computes in float64 (its fast predict re-checks in float64)."""
+    if isinstance(dtype, str) and dtype == CHECKED:
+        return torch.float64
     found = dtype
     if isinstance(dtype, str):
         found = getattr(torch, dtype, None)
@@ -64,8 +77,76 @@ def _torch_dtype(dtype):
             found = None
     if not isinstance(found, torch.dtype) or not found.is_floating_point:
         raise MASCError(f"predict_dtype must be a floating dtype such as 'float64' or "
-                        f"torch.float32, got {dtype!r}")
+                        f"torch.float32, or {CHECKED!r}, got {dtype!r}")
     return found
+
+
+def _all_finite(X):
+    """No NaN or inf in X, checked in chunks (a chunk whose sum is finite has none)."""
+    step = max(1, FINITE_CHUNK // max(1, X.shape[1]))
+    for i in range(0, len(X), step):
+        chunk = X[i:i + step]
+        if not (chunk.is_floating_point() or chunk.is_complex()):
+            return True
+        if not torch.isfinite(chunk.sum()) and not torch.isfinite(chunk).all():
+            return False
+    return True
+
+
+def _is_checked(dtype):
+    return isinstance(dtype, str) and dtype == CHECKED
+
+
+# Bounds of the float32-checked prediction (see _margins).
+U32, U64 = 2.0 ** -24, 2.0 ** -53  # unit roundoffs
+SAFETY = 2.0  # margins are this multiple of the proven bound
+SAFE_NORM2 = (1e-20, 1e30)  # rows with ||x||^2 outside are re-checked (under/overflow)
+
+
+def _gamma(n, u):
+    """Higham's gamma_n = n u / (1 - n u): the relative error bound of an n-term sum or dot
+    product, in any order, with or without FMA."""
+    return n * u / (1 - n * u) if n * u < 0.5 else math.inf
+
+
+def _float32_matmul_is_ieee(device):
+    """False where float32 matmuls may round their inputs to fewer bits (TF32 on CUDA, a
+    reduced matmul precision): the bound of :func:`_margins` would not hold, so predict uses
+    float64 throughout."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    return not (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
+
+
+def _margins(n_components, D, device):
+    """Per class, SAFETY x a proven bound on |float32 cos^2 - exact| + |float64 cos^2 - exact|.
+
+    For a row x (norm r) and class c with k orthonormal float64 rows w_j, the exact value is
+    c = sum_j (x.w_j)^2 / r^2 <= 1. Float32 route (Higham, Accuracy and Stability of Numerical
+    Algorithms, sec. 3.1; each bound holds for any summation order, so for any BLAS kernel):
+    (1) x and w_j rounded to float32 (relative u each) and a D-term float32 dot product:
+        |p_j - x.w_j| <= (gamma_D (1+u)^2 + 2u + u^2) sum_i |x_i w_ji| <= eps r, eps = gamma_D + 3u
+        (sum_i |x_i w_ji| <= r ||w_j|| = r by Cauchy-Schwarz);
+    (2) sum_j p_j^2 - sum_j (x.w_j)^2 <= sum_j eps r (2 |x.w_j| + eps r) <= r^2 (2 eps sqrt(k c)
+        + k eps^2) (Cauchy-Schwarz again), and squaring and summing the k terms in float32 add
+        gamma_(k+1) times the sum;
+    (3) r in float32 (D squares summed, a square root, an exact cast, squared in float64) and the
+        float64 division: relative error at most gamma_(D+4), so on c <= 1 at most 2 gamma_(D+4).
+    With c <= 1: e32 = (2 eps sqrt(k) + k eps^2)(1 + gamma_(k+1)) + gamma_(k+1) + 2 gamma_(D+4).
+    The float64 route (the reference) is the same with float64's u and no input rounding (e64).
+    A row is sure when cos2_best - m_best > cos2_b + m_b for every other class b and every such
+    cos2_b + m_b < 1, m = SAFETY (e32 + e64): then the float64 values order the same way, strictly,
+    and none is clamped to 1. The bounds assume no under/overflow: rows with r^2 outside SAFE_NORM2
+    (the zero row included) are re-checked (an underflow's absolute error, at most 2^-149 per
+    operation, is then below 1e-30 relative)."""
+    k = torch.as_tensor(np.asarray(n_components, dtype=np.float64), device=device)
+
+    def bound(u, eps):
+        g = torch.as_tensor([_gamma(int(n) + 1, u) for n in n_components], dtype=torch.float64,
+                            device=device)
+        return (2 * eps * k.sqrt() + k * eps ** 2) * (1 + g) + g + 2 * _gamma(D + 4, u)
+
+    return SAFETY * (bound(U32, _gamma(D, U32) + 3 * U32) + bound(U64, _gamma(D, U64)))
 
 
 def _as_labels(y, what="y"):
@@ -118,7 +199,9 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
     device : torch device for the fitted state; default: the device of the first input (CPU for
         anything but a tensor).
     predict_dtype : floating dtype of the projections in predict, a torch dtype or its name
-        (default "float64", as the reference).
+        (default "float64", as the reference), or "float32-checked": predict projects in float32
+        and re-checks near ties in float64, giving float64's predictions (angles and
+        decision_function stay float64).
     batch_size : rows projected at once in predict.
 
     Fitted attributes: ``classes_`` (NumPy array of the sorted labels), ``n_features_in_``,
@@ -170,30 +253,56 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
 
         The fitted attributes appear on :meth:`solve` (or the first access or predict)."""
         self._check_params()
+        if self.__dict__.get("_frozen"):
+            raise MASCError("this estimator was fitted by fit_labellings from shared rows, which "
+                            "it does not keep, so partial_fit cannot extend it; fit it again on "
+                            "all the rows")
         first = not self.__dict__.get("_count")
         if first:
             self._reset()
         try:
             X = self._check_X(X, reset=first, fitting=True)
             y = self._check_y(y, len(X))
-            if classes is not None:
-                declared = _as_labels(np.asarray(classes).ravel(), "classes")
-                self._expected = _sorted(set(declared.tolist()), "classes")
+            self._declare(classes)
         except Exception:
             if first:  # leave no half-fitted state (n_features_in_, feature names) behind
                 self._reset()
             raise
-        labels, inverse = np.unique(y, return_inverse=True)
-        inverse = torch.as_tensor(inverse.ravel(), device=self._device)
-        for i, c in enumerate(labels.tolist()):
-            self._accumulate(c, X[inverse == i])
+        for c, rows in self._groups(y):
+            self._accumulate(c, X[rows])
         self._solved = False
         for name in _SOLVED:
             self.__dict__.pop(name, None)
         return self
 
+    def _declare(self, classes):
+        """Record the classes expected (None: whichever labels come)."""
+        if classes is not None:
+            declared = _as_labels(np.asarray(classes).ravel(), "classes")
+            self._expected = _sorted(set(declared.tolist()), "classes")
+
+    def _groups(self, y):
+        """``(label, boolean row mask on the fitted device)`` for each label present in y."""
+        labels, inverse = np.unique(y, return_inverse=True)
+        inverse = torch.as_tensor(inverse.ravel(), device=self._device)
+        return [(c, inverse == i) for i, c in enumerate(labels.tolist())]
+
+    def _fit_shared(self, X, y, classes=None):
+        """Fit on rows ``X`` (checked, on the fitted device) that this estimator only indexes:
+        each class's block is gathered when its subspace is solved, then freed; X is not kept."""
+        y = self._check_y(y, len(X))
+        self._declare(classes)
+        self._shared = (X, {c: rows.nonzero().squeeze(1) for c, rows in self._groups(y)})
+        self._count = {c: len(index) for c, index in self._shared[1].items()}
+        try:
+            self.solve()
+        finally:
+            self._shared, self._frozen = None, True
+        return self
+
     def _reset(self):
         self._rows, self._gram, self._count = {}, {}, {}
+        self._shared, self._frozen = None, False
         self._expected = None
         self._solved = False
         for name in (*_SOLVED, "n_features_in_", "feature_names_in_"):
@@ -252,7 +361,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
             self._device = X.device if self.device is None else torch.device(self.device)
             self.n_features_in_ = X.shape[1]
         X = X.to(self._device)
-        if not torch.isfinite(X).all():
+        if not _all_finite(X):
             raise MASCError("X contains NaN or infinite values; MASC needs finite features "
                             "(impute or drop those rows)")
         if fitting and not X.is_floating_point():
@@ -303,30 +412,58 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         extra = [c for c in _sorted(self._count, "the labels") if c not in declared]
         if extra:
             raise MASCError(f"label {extra[0]!r} is not among the declared classes {classes}")
-        subspaces = [self._subspace(c) for c in classes]
+        parts, ratios = zip(*[self._subspace(c) for c in classes])
+        parts = list(parts)
         self._dtype = _torch_dtype(self.predict_dtype)
         self.classes_ = np.asarray(classes)
         self._classes_t = (torch.tensor(classes, device=self._device)
                            if self.classes_.dtype.kind in "iub" else None)
         self.n_samples_per_class_ = np.array([self._count[c] for c in classes])
-        self.components_ = [V for V, _ in subspaces]
-        self.n_components_ = np.array([len(V) for V in self.components_])
-        self.explained_variance_ratio_ = np.array([ratio for _, ratio in subspaces])
-        self._W = torch.cat(self.components_).to(self._dtype)
+        self.n_components_ = np.array([len(V) for V in parts])
+        self.explained_variance_ratio_ = np.array(ratios)
+        # one buffer holds every class's rows (each class's own copy freed as it is moved in);
+        # components_ are views of it, or of the float64 buffer when predicting in another dtype
+        W = torch.empty(int(self.n_components_.sum()), self.n_features_in_, dtype=torch.float64,
+                        device=self._device)
+        for i, start in enumerate(np.cumsum(self.n_components_) - self.n_components_):
+            W[start:start + len(parts[i])] = parts[i]
+            parts[i] = None
+        self.components_ = list(W.split(self.n_components_.tolist()))
+        self._W, self._W32 = W.to(self._dtype), None
         self._owner = torch.repeat_interleave(
             torch.arange(len(classes), device=self._device),
             torch.as_tensor(self.n_components_, device=self._device))
         self._solved = True
         return self
 
+    def _class_block(self, c):
+        """Class c's rows in float64: gathered from the shared rows chunk by chunk (no float32
+        copy of the block), or the rows partial_fit kept."""
+        if self._shared is None:
+            return torch.cat(self._rows[c]).double()
+        X, index = self._shared[0], self._shared[1][c]
+        R = torch.empty(len(index), X.shape[1], dtype=torch.float64, device=self._device)
+        step = max(1, GATHER_CHUNK // X.shape[1])
+        for i in range(0, len(index), step):
+            R[i:i + step] = X[index[i:i + step]]
+        return R
+
     def _subspace(self, c):
-        """(k x D orthonormal rows, captured energy share) of class c."""
-        if c in self._gram:
-            evals, evecs = torch.linalg.eigh(self._gram[c])
+        """(k x D orthonormal rows, captured energy share) of class c. Temporaries (the block,
+        its Gram matrix, the eigenvectors) are freed as soon as they are used."""
+        gram, R = self._gram.get(c), None
+        if gram is None:
+            R = self._class_block(c)
+            if len(R) >= self.n_features_in_:  # shared rows: X_c^T X_c as fit forms it
+                gram, R = R.T @ R, None
+        if gram is not None:
+            evals, evecs = torch.linalg.eigh(gram)
+            del gram
             evals, evecs = evals.flip(0), evecs.flip(1)
         else:
-            R = torch.cat(self._rows[c]).double()
-            evals, U = torch.linalg.eigh(R @ R.T)
+            G = R @ R.T
+            evals, U = torch.linalg.eigh(G)
+            del G
             evals, U = evals.flip(0), U.flip(1)
             evecs = None
         total = evals.sum()
@@ -342,25 +479,68 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         k = min(k, rank)
         if evecs is None:  # Gram route: right singular vectors of R from its left ones
             V = (R.T @ U[:, :k]) / evals[:k].sqrt()
+            del R, U
         else:
             V = evecs[:, :k]
         V = V.T / V.norm(dim=0, keepdim=True).T
         return V.contiguous(), float(evals[:k].sum() / total)
 
     # ------------------------------------------------------------------ predicting
+    def _energy(self, xb, W):
+        """Squared projections of the rows xb on each class subspace (rows of W), (n, n_classes)."""
+        proj = xb @ W.T
+        energy = torch.zeros(len(xb), len(self.classes_), dtype=W.dtype, device=self._device)
+        return energy.index_add_(1, self._owner, proj.square_())
+
+    def _cos2_batch(self, xb):
+        """cos^2 of rows xb (at most a batch) in ``self._dtype``: the reference computation."""
+        xb = xb.to(self._dtype)
+        norm = xb.square().sum(1, keepdim=True)
+        return torch.where(norm > 0, self._energy(xb, self._W) / norm, 0.0).clamp(0, 1)
+
     def _cos2(self, X):
         """cos^2 of the angle between each row of X and each class subspace, (n, n_classes)."""
         self.solve()
         X = self._check_X(X)
-        C = len(self.classes_)
-        out = torch.empty(len(X), C, dtype=self._dtype, device=self._device)
+        out = torch.empty(len(X), len(self.classes_), dtype=self._dtype, device=self._device)
         for start in range(0, len(X), self.batch_size):
-            xb = X[start:start + self.batch_size].to(self._dtype)
-            energy = torch.zeros(len(xb), C, dtype=self._dtype, device=self._device)
-            energy.index_add_(1, self._owner, (xb @ self._W.T).square())
-            norm = xb.square().sum(1, keepdim=True)
-            out[start:start + len(xb)] = torch.where(norm > 0, energy / norm, 0.0).clamp(0, 1)
+            out[start:start + self.batch_size] = self._cos2_batch(X[start:start + self.batch_size])
         return out
+
+    def _best(self, X):
+        """Index of the class of smallest angle for each row of X (ties to the lowest)."""
+        self.solve()
+        if not (_is_checked(self.predict_dtype) and self._dtype == torch.float64
+                and _float32_matmul_is_ieee(self._device)):  # (solved under another dtype)
+            return self._cos2(X).argmax(1)
+        X = self._check_X(X)
+        if self._W32 is None:
+            self._W32 = self._W.float()
+            # summing squared projections per class as a product with a 0/1 (K, C) matrix: any
+            # summation order is covered by the bound, and a GEMM is faster than index_add_
+            self._member32 = torch.nn.functional.one_hot(
+                self._owner, len(self.classes_)).float()
+            self._margin = _margins(self.n_components_, self.n_features_in_, self._device)
+        best = torch.empty(len(X), dtype=torch.long, device=self._device)
+        self._rechecked = 0  # rows of the last predict classified again in float64
+        for start in range(0, len(X), self.batch_size):
+            xb = X[start:start + self.batch_size]
+            norm = torch.linalg.vector_norm(xb.float(), dim=1).double().square()
+            energy = (xb.float() @ self._W32.T).square_() @ self._member32
+            cos2 = energy.double() / norm[:, None]
+            pick = cos2.argmax(1)
+            # certain: the best class's lower bound beats every other class's upper bound, which
+            # stays below 1 (so float64's clamp to 1 cannot make a tie), and no under/overflow
+            lower = cos2.gather(1, pick[:, None]).squeeze(1) - self._margin[pick]
+            upper = (cos2 + self._margin).scatter_(1, pick[:, None], -math.inf)
+            rival = upper.max(1).values
+            sure = (lower > rival) & (rival < 1) & (norm >= SAFE_NORM2[0]) & (norm <= SAFE_NORM2[1])
+            redo = (~sure).nonzero().squeeze(1)
+            if len(redo):
+                pick[redo] = self._cos2_batch(xb[redo]).argmax(1)
+            self._rechecked += len(redo)
+            best[start:start + len(xb)] = pick
+        return best
 
     @staticmethod
     def _like(result, X):
@@ -385,7 +565,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """The class of smallest angle for each row of X (ties go to the lowest class)."""
-        best = self._cos2(X).argmax(1)
+        best = self._best(X)
         if torch.is_tensor(X) and self._classes_t is not None:
             return self._classes_t[best]
         return self.classes_[best.cpu().numpy()]
@@ -403,3 +583,35 @@ def accuracy(pred, y):
     """Share of equal entries, rounded to 4 decimals (the reference's ``round(acc, 4)``)."""
     pred, y = _numpy(pred), _numpy(y)
     return round(float(np.mean(pred == y)), 4) if len(y) else math.nan
+
+
+def iter_labellings(X, labellings, threshold=0.99, classes=None, device=None, **params):
+    """Yield ``(name, fitted MinimumAngleSubspaceClassifier)`` for each labelling of the same rows.
+
+    ``labellings`` maps a name (e.g. "corrupted", "original") to labels for the rows of X. X is
+    checked and stored once (a float32 tensor stays float32, on ``device``); each estimator only
+    indexes it, gathers one class block at a time in float64 for its Gram and eigh step and frees
+    it, and does not keep X. The k and components are bit-identical to ``fit(X, y)``'s. Fitting
+    happens as the generator advances, so a caller that drops each estimator before the next holds
+    one labelling's subspaces at a time. ``params``: the estimator's other parameters."""
+    if not isinstance(labellings, dict):
+        raise MASCError(f"labellings must be a dict of name -> labels, got "
+                        f"{type(labellings).__name__}")
+    first = None
+    for name, y in labellings.items():
+        est = MinimumAngleSubspaceClassifier(threshold, device=device, **params)
+        est._check_params()
+        est._reset()
+        if first is None:
+            X, first = est._check_X(X, reset=True, fitting=True), est
+        else:
+            for attr in ("n_features_in_", "feature_names_in_", "_device"):
+                if attr in vars(first):
+                    setattr(est, attr, vars(first)[attr])
+        yield name, est._fit_shared(X, y, classes)
+
+
+def fit_labellings(X, labellings, threshold=0.99, classes=None, device=None, **params):
+    """``{name: fitted MinimumAngleSubspaceClassifier}`` for each labelling of the same rows X,
+    from one stored copy of X (see :func:`iter_labellings`)."""
+    return dict(iter_labellings(X, labellings, threshold, classes, device, **params))

@@ -15,7 +15,6 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from itertools import groupby
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -9,6 +9,8 @@
     dimensions: our Gram route); fit, then predict the training set and 2,000 test vectors;
 (c) ours alone: a generated 16,384-d layer with 5,000 samples per class (the ResNet case); fit,
     then predict 2,000 vectors.
+Every case also times our prediction with ``predict_dtype="float32-checked"`` against float64 on the
+same fitted estimator (the predictions must be identical, else INVALID).
 The naive baseline (MASC/naive.py) groups and doubles samples in Python, builds the D x D
 covariance, runs a full eigh, and projects in batches of 100 with arccos, like the reference.
 Both must agree (same k for every class, every prediction the same) for a speed-up to count: where
@@ -22,6 +24,7 @@ import torch
 
 from MASC import MinimumAngleSubspaceClassifier, data, devices, layers, models, readout, training
 from MASC.corruption import corrupt_labels
+from MASC.masc import CHECKED
 from MASC.naive import naive_fit, naive_predict
 
 
@@ -33,7 +36,7 @@ def timed(fn, device):
     return out, time.perf_counter() - tic
 
 
-def compare(name, X, y, tests, classes, device, naive=True):
+def compare(name, X, y, tests, classes, device, naive=True, checked=True):
     """Time naive and ours on one layer; returns (naive seconds, our seconds, agreed): agreed is
     True only with the same k for every class and the same prediction for every vector."""
     Xd, testsd = X.to(device), [t.to(device) for t in tests]
@@ -43,6 +46,16 @@ def compare(name, X, y, tests, classes, device, naive=True):
     ours = fit_s + pred_s
     line = f"{name:22} D={X.shape[1]:6} k={clf.n_components_.mean():8.1f}  ours {ours:8.2f} s " \
            f"(fit {fit_s:.2f}, predict {pred_s:.2f})"
+    if checked:  # the float32-checked prediction against float64, same estimator, same run
+        clf.set_params(predict_dtype=CHECKED)
+        fast, fast_s = timed(lambda: [clf.predict(t).cpu() for t in testsd], device)
+        same = all(torch.equal(a, b) for a, b in zip(fast, preds))
+        print(f"{name:22} predict float64 {pred_s:.2f} s, float32-checked {fast_s:.2f} s: "
+              + (f"x{pred_s / fast_s:.2f}" if same else "INVALID (predictions differ)")
+              + f", identical: {same}, re-checked rows (last set): {clf._rechecked}", flush=True)
+        clf.set_params(predict_dtype="float64")
+        if not same:
+            return None, ours, False
     if not naive:
         print(line, flush=True)
         return None, ours, True

@@ -3,7 +3,7 @@
 # feature-map layouts, fp32 and bf16), a real 18-run sweep, a profile of one stacked step, and
 # optionally the MASC benchmarks. At most 9 minutes (the steps' limits) with the default steps;
 # exits non-zero if any step failed.
-# Usage: MASC_DATA=<folder with MNIST/raw> [STEPS="tests bench sweep profile masc"] \
+# Usage: MASC_DATA=<folder with MNIST/raw> [STEPS="tests bench sweep profile masc big"] \
 #        bash benchmarks/gpu_checks.sh [log folder]
 # A machine without network needs MNIST carried in: here `mkdir -p .carry && tar czf
 # .carry/mnist.tgz -C data MNIST/raw` (.carry is git-ignored), there `mkdir -p /tmp/d &&
@@ -43,6 +43,10 @@ if wanted masc; then
   step masc_all 90 python3 pytorch_MASC_all.py -corr 0.8 -model CNN -dataset MNIST -run 1 \
        -exp1 True -exp2 True --out /tmp/sweep --device cuda
   step bench_masc 150 python3 benchmarks/bench_masc.py --device cuda --parts c a
+fi
+if wanted big; then  # AlexNet / ResNet-18 images/s, sweep estimates, torch.compile vs graph
+  step big_models 540 python3 benchmarks/gpu_big_models.py --budget 240 --tf32 --bf16 \
+       --out "$LOG/gpu_big_models.csv"
 fi
 if [ ${#FAILED[@]} -gt 0 ]; then echo "failed steps: ${FAILED[*]}"; exit 1; fi
 echo "all steps passed"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from MASC import cli, data, experiments, probes, retrain, runs, training
+from MASC import cli, data, experiments, retrain, runs, training
 from MASC.errors import MASCError
 
 SCRIPTS = {

@@ -5,7 +5,7 @@ import torch
 
 import pytorch_MASC_all
 from conftest import requires_mnist
-from MASC import data, experiments, results, runs, training
+from MASC import data, results, runs, training
 from MASC.errors import MASCError
 
 pytestmark = [requires_mnist, pytest.mark.slow]  # trains models

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import ROOT, requires_mnist
-from MASC import experiments, results, runs
+from MASC import results, runs
 from MASC.corruption import RunLabels
 from MASC.errors import MASCError
 
