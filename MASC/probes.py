@@ -9,8 +9,8 @@ FLOP conventions (raw counts; plots show GFLOPs): a multiply-add counts 2; N tra
 class c, M rows predicted, D features, C classes; a symmetric eigendecomposition with eigenvectors of
 an n x n matrix costs 9 n^3 (symmetric QR, Golub and Van Loan); a thin SVD of an a x b matrix with
 s = min(a, b), l = max(a, b) costs 4 l s^2 + 8 s^3 (Golub-Reinsch); comparisons, sorting and memory
-traffic are not counted. Each probe's docstring gives its formulas. Unlike the reference (spec 8.3,
-11), MASC's fit counts its true component numbers and both routes, logistic regression counts every
+traffic are not counted. Each probe's docstring gives its formulas. Unlike the reference's
+counts, MASC's fit counts its true component numbers and both routes, logistic regression counts every
 step of every epoch, and all units are the same.
 """
 import math

@@ -14,7 +14,7 @@ Part 1, per (model, dataset, batch) of the paper: AlexNet/CIFAR-100 (128), AlexN
 loss / backward / step on device-resident batches: no DataLoader, so it flatters the reference),
 one run through our engine (``training.Trainer``, CUDA graph) and K stacked runs, each in fp32 with
 TF32 off (the paper's default), and with ``--tf32`` / ``--bf16`` when given. From them: the
-estimated wall time of each sweep (spec 12 epochs; runs leave the stack as they stop).
+estimated wall time of each sweep (the paper's epochs, paper/headline.csv; runs leave the stack as they stop).
 Part 2: the stacked step of 18 CNNs and 18 MLPs (MNIST shapes) as today's captured CUDA graph,
 ``torch.compile`` (inductor default) and ``torch.compile(mode="reduce-overhead")``.
 Each configuration runs for budget / (number of configurations) seconds after its warm-up.
@@ -34,7 +34,7 @@ from MASC.devices import pick_device, sync
 BIG = [("AlexNet", "CIFAR100"), ("AlexNet", "TinyImageNet"), ("ResNet18", "CIFAR10")]
 SIZES = {"CIFAR100": (50_000, 10_000), "CIFAR10": (50_000, 10_000),
          "TinyImageNet": (100_000, 10_000), "MNIST": (60_000, 10_000)}
-# Epochs of each run of the sweep (spec 12.1 / 12.2: three runs per p; AlexNet: the mean epochs
+# Epochs of each run of the sweep (paper/headline.csv: three runs per p; AlexNet: the mean epochs
 # per p for each of its three runs; ResNet-18: the recorded runs at p = 0-0.8, and p = 1.0 -- not
 # in the reference -- assumed as long as the longest recorded run, 76).
 EPOCHS = {

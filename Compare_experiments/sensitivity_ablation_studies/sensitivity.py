@@ -4,7 +4,7 @@
     python Compare_experiments/sensitivity_ablation_studies/sensitivity.py -corr 0.8 -model CNN -dataset MNIST -run 10 20 30 40 50
 
 Run r is a model trained with seed r (pytorch_training.py's default seed for run r is r), so runs
-differ in initial weights and data order; the reference's seeds changed nothing (spec 8.2). For
+differ in initial weights and data order; the reference's seeds (set after training) changed nothing. For
 each threshold (a share of each class's energy, or a whole number of components: 1 = "1 PC") MASC
 is fitted on every layer from one read-out pass per run and scored on the test rows. Results:
 results/sensitivity/{ds}_{model}/{p}/Run_{r}.csv (tidy rows) and
