@@ -26,8 +26,9 @@ MASC_COLUMNS = ["layer", "k_min", "k_max", "train_acc_vs_corrupted", "train_acc_
 
 
 @pytest.fixture
-def slurm():
-    """A Slurm cluster that answers, or a skip (a failure with MASC_REQUIRE_SLURM=1)."""
+def slurm(tmp_path):
+    """A Slurm cluster that answers, or a skip (a failure with MASC_REQUIRE_SLURM=1); the jobs
+    of the sweeps under tmp_path are cancelled at the end (a failed test leaves none running)."""
     try:
         answers = subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
@@ -37,6 +38,11 @@ def slurm():
         if os.environ.get("MASC_REQUIRE_SLURM") == "1":
             pytest.fail(f"MASC_REQUIRE_SLURM=1 but {reason}")
         pytest.skip(reason)
+    yield
+    ids = {t["job_id"].split("_")[0] for p in tmp_path.glob("*/sweeps/*/sweep.json")
+           for stage in json.loads(p.read_text())["stages"] for t in stage["tasks"]}
+    if ids:
+        subprocess.run(["scancel", *ids])
 
 
 def run_sweep(*args, timeout=600):
@@ -115,17 +121,14 @@ def test_a_second_slurm_job_training_the_same_run_is_refused(slurm, tmp_path, da
     assert f"(Slurm job {first['job_id']})" in wait_for_lock(out, 0.8, 1)
     run_sweep(*args, "--name", "second")
     second = slurm_job(tasks(out, "second")[0])
-    try:
-        error = str(second.exception())
-        assert "is being trained by pid" in error and f"(Slurm job {first['job_id']})" in error
-        deadline = time.time() + 60  # sacct says FAILED once the job step has ended
-        while second.get_info(mode="force").get("State") != "FAILED" and time.time() < deadline:
-            time.sleep(1)
-        assert second.get_info(mode="force").get("State") == "FAILED"
-        table = run_sweep("status", "--out", out)
-        assert "FAILED" in table and "running" in table, table
-    finally:
-        subprocess.run(["scancel", first["job_id"]])
+    error = str(second.exception())
+    assert "is being trained by pid" in error and f"(Slurm job {first['job_id']})" in error
+    deadline = time.time() + 60  # sacct says FAILED once the job step has ended
+    while second.get_info(mode="force").get("State") != "FAILED" and time.time() < deadline:
+        time.sleep(1)
+    assert second.get_info(mode="force").get("State") == "FAILED"
+    table = run_sweep("status", "--out", out)
+    assert "FAILED" in table and "running" in table, table
 
 
 @requires_mnist
