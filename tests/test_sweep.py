@@ -3,6 +3,7 @@ the command line's errors.
 
 The Slurm tests skip with one line where no cluster answers; with MASC_REQUIRE_SLURM=1 (set by
 .ci/run, which starts one) they fail instead."""
+import functools
 import json
 import os
 import subprocess
@@ -25,15 +26,19 @@ MASC_COLUMNS = ["layer", "k_min", "k_max", "train_acc_vs_corrupted", "train_acc_
                 "test_acc", "model_test_acc"]
 
 
+@functools.lru_cache(maxsize=None)
+def slurm_answers():
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 @pytest.fixture
 def slurm(tmp_path):
     """A Slurm cluster that answers, or a skip (a failure with MASC_REQUIRE_SLURM=1); the jobs
     of the sweeps under tmp_path are cancelled at the end (a failed test leaves none running)."""
-    try:
-        answers = subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        answers = False
-    if not answers:
+    if not slurm_answers():
         reason = "no Slurm cluster answers (sinfo failed); start one with .ci/slurm/start.sh"
         if os.environ.get("MASC_REQUIRE_SLURM") == "1":
             pytest.fail(f"MASC_REQUIRE_SLURM=1 but {reason}")

@@ -9,6 +9,7 @@ PACKAGES="slurmctld slurmd slurm-client slurmdbd munge mariadb-server"
 WAIT=60  # seconds for each daemon to answer
 
 [ "$(id -u)" = 0 ] || { echo "start.sh: must run as root" >&2; exit 1; }
+if sinfo -h -N -o %t 2>/dev/null | grep -qx idle; then echo "Slurm is already up"; exit 0; fi
 if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null \
         || ! command -v mariadbd >/dev/null || ! command -v munged >/dev/null; then
     apt-get update -q
