@@ -22,6 +22,7 @@ CPUS_PER_JOB = 4          # CPU cores of each job
 MEM_GB = None             # memory of each job in GB (None: the cluster's default)
 TIME = 240                # minutes per job; a job stopped at its limit is requeued and resumes
 ARRAY_PARALLELISM = 64    # array tasks running at once
+MAX_REQUEUES = 50         # time-limit requeues of a job before it fails (submitit's default: 3)
 EPOCHS = 500              # training: epoch cap
 SEED = 0                  # run r uses seed SEED + r
 LABEL_SEED = 42           # corruption seed
@@ -108,7 +109,8 @@ def executor(args, folder, name):
     if args.cluster == "slurm" and shutil.which("sbatch") is None:
         raise MASCError("--cluster slurm: no Slurm here (sbatch not found); submit from the "
                         "cluster's login node, or use --cluster local")
-    ex = submitit.AutoExecutor(folder=folder / "logs" / "%j", cluster=args.cluster)
+    ex = submitit.AutoExecutor(folder=folder / "logs" / "%j", cluster=args.cluster,
+                               slurm_max_num_timeout=args.max_requeues)
     setup = [f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"]  # the jobs import MASC
     params = dict(name=name, timeout_min=args.time, cpus_per_task=args.cpus_per_job,
                   slurm_array_parallelism=args.array_parallelism,
@@ -275,6 +277,8 @@ def _submit_parser():
     p.add_argument("--time", type=cli.positive_int, default=TIME,
                    help="minutes per job (a job stopped at its limit is requeued and resumes)")
     p.add_argument("--array-parallelism", type=cli.positive_int, default=ARRAY_PARALLELISM)
+    p.add_argument("--max-requeues", type=int, default=MAX_REQUEUES,
+                   help="time-limit requeues of a job before it fails (preemptions do not count)")
     p.add_argument("--slurm-option", nargs="+", default=[], type=_option, metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. constraint=a100")
     p.add_argument("--epochs", type=cli.positive_int, default=EPOCHS, help="epoch cap")
