@@ -45,7 +45,8 @@ def slurm(tmp_path):
         pytest.skip(reason)
     yield
     ids = {t["job_id"].split("_")[0] for p in tmp_path.glob("*/sweeps/*/sweep.json")
-           for stage in json.loads(p.read_text())["stages"] for t in stage["tasks"]}
+           for stage in json.loads(p.read_text())["stages"] for t in stage["tasks"]
+           if "job_id" in t}
     if ids:
         subprocess.run(["scancel", *ids])
 
