@@ -194,6 +194,23 @@ SETTINGS = {
     "PATIENCE": Setting("--patience", positive_int, "stop after this many epochs without a "
                         "better validation accuracy"),
     "PLOTS": Setting("--plots", str, "folder for the figures and tables"),
+    "EXPS": Setting("--exps", int, "MASC experiments after training (none: give --exps alone)",
+                    nargs="*", choices=(1, 2, 3)),
+    # sweeps (python -m MASC.sweep)
+    "CLUSTER": Setting("--cluster", str, "here: in this process; local: submitit's local "
+                       "processes; slurm", choices=("here", "local", "slurm")),
+    "PARTITION": Setting("--partition", str, "Slurm partition"),
+    "ACCOUNT": Setting("--account", str, "Slurm account"),
+    "QOS": Setting("--qos", str, "Slurm quality of service"),
+    "GPUS_PER_JOB": Setting("--gpus-per-job", int, "GPUs of each job (0: none)"),
+    "CPUS_PER_JOB": Setting("--cpus-per-job", positive_int, "CPU cores of each job"),
+    "MEM_GB": Setting("--mem-gb", positive_int, "memory of each job in GB"),
+    "TIME": Setting("--time", positive_int, "minutes per job (a job stopped at its limit is "
+                    "requeued and resumes)"),
+    "ARRAY_PARALLELISM": Setting("--array-parallelism", positive_int, "array tasks running at "
+                                 "once"),
+    "MAX_REQUEUES": Setting("--max-requeues", int, "time-limit requeues of a job before it "
+                            "fails (preemptions do not count)"),
 }
 
 

@@ -87,6 +87,12 @@ def retrain_reference_dir(out, dataset, model, p):
     return Path(out) / "angle_results_retrain_30" / tag(dataset, model) / f"results_{p_str(p)}"
 
 
+def sweep_dir(out, name=None):
+    """Where ``python -m MASC.sweep`` records its sweeps (one folder per sweep name)."""
+    folder = Path(out) / "sweeps"
+    return folder / name if name else folder
+
+
 def probes_csv(out, dataset, model, p, run):
     """The probes study's tidy CSV of one run."""
     return tidy_dir(out, "probes", dataset, model) / p_str(p) / f"Run_{run}.csv"
@@ -165,6 +171,25 @@ def atomic(path, suffix=".tmp"):
             tmp.unlink()
 
 
+def _lock_file(path):
+    return path.with_name(f".{path.name}.lock")
+
+
+def lock_holder(path):
+    """Who holds :func:`lock` on ``path`` now (the holder's line), or None if nobody does."""
+    try:
+        fh = open(_lock_file(Path(path)))
+    except OSError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return fh.read().strip() or "another process"
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
+
+
 @contextlib.contextmanager
 def lock(path, wait=True, what="written"):
     """Hold an exclusive lock on ``path``'s lock file (``.{name}.lock`` beside it) while the
@@ -172,9 +197,8 @@ def lock(path, wait=True, what="written"):
     The operating system drops a lock whose process dies, so a lock is never stale."""
     path = Path(path)
     _writable_folder(path.parent)
-    lock_path = path.with_name(f".{path.name}.lock")
     try:
-        fh = open(lock_path, "a+")
+        fh = open(_lock_file(path), "a+")
     except OSError as e:
         raise MASCError(f"cannot write under {path.parent} ({e.strerror or e}); choose another "
                         f"--out") from None
@@ -189,6 +213,8 @@ def lock(path, wait=True, what="written"):
         fh.seek(0)
         fh.truncate()
         job = os.environ.get("SLURM_JOB_ID")
+        if os.environ.get("SLURM_ARRAY_JOB_ID"):  # as squeue and sacct name an array's task
+            job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}"
                  + (f" (Slurm job {job})" if job else "")
                  + f" since {time.strftime('%Y-%m-%d %H:%M:%S')}")

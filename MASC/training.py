@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import data, models, results
+from . import data, models, results, stopping
 from .devices import pick_device
 from .corruption import REFERENCE_SEED, RunLabels, holdout_rows
 from .errors import MASCError
@@ -378,6 +378,7 @@ def train(runs, *, out=".", root=None, device="auto", graphs=None, stack=None, p
                        device.type == "cuda" if graphs is None else graphs, progress, log)
     done, todo = {}, []
     with contextlib.ExitStack() as locks:
+        locks.enter_context(stopping.deferred())  # SIGTERM/USR2/INT: save at the epoch's end
         for run in runs:  # one process per run folder at a time
             locks.enter_context(results.lock(session.folder(run), wait=False, what="trained"))
         for run in runs:
@@ -403,6 +404,16 @@ def train(runs, *, out=".", root=None, device="auto", graphs=None, stack=None, p
     return done
 
 
+def _save_and_stop(session, group, histories, epoch, start):
+    """A stop signal arrived: save the progress of every run still training, then stop."""
+    if epoch > start:  # else nothing was trained since the progress was loaded
+        for k, run in enumerate(group.runs):
+            session.save(group, k, epoch, histories[run], False, False)
+    session.log(f"{stopping.requested()}: progress saved after {epoch} epochs; run the same "
+                f"command again to resume")
+    stopping.stop()
+
+
 def _train_group(members, start, session):
     """Train runs that resume from the same epoch together, each until its own stop."""
     schedule, device = session.schedule, session.train_split.images.device
@@ -424,6 +435,8 @@ def _train_group(members, start, session):
     bar = tqdm(desc=what, unit="epoch", disable=not session.progress, initial=start,
                total=schedule.epochs)
     for epoch in range(start, schedule.epochs):
+        if stopping.requested():
+            _save_and_stop(session, group, histories, epoch, start)
         tic = time.perf_counter()
         train_acc = group.train_epoch(epoch, schedule.shuffle)
         train_true = [math.nan] * len(group.runs)
