@@ -208,7 +208,7 @@ def retrain_variant(out, dataset, model, p, run, scores, variant, root=None, dev
     log(f"{dataset} {model} p={p} run {run}, {variant}: fine-tuning on {len(keep)} of {len(given)} "
         f"rows, {int((labels != given[keep]).sum())} labels changed")
     history, stopper, _ = retrain.fine_tune(
-        net, data.Split(fit_split.images[torch.as_tensor(keep)], torch.as_tensor(labels, dtype=torch.long)),
+        net, data.Split(fit_split.images[torch.as_tensor(keep)], torch.tensor(np.asarray(labels), dtype=torch.long)),
         splits.val, splits.test, training.Run(dataset, model, p, run, run if seed is None else seed),
         device, max_epochs, patience, shuffle, restore_best=True, log=log)
     frame = pd.DataFrame(history, columns=["epoch", "train", "val", "test"])
