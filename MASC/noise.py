@@ -127,11 +127,12 @@ def metrics_table(scores, ids=None):
                          for name, (flag, score) in DETECTORS.items()])
 
 
-def memorised_run(out, dataset, model, p, run, root=None, subset=None):
+def memorised_run(out, dataset, model, p, run, root=None, subset=None, test_subset=None):
     """``(net, trained-on split, corrupted labels, true labels, rows, clean-protocol Splits)`` of
-    a run trained with a hold-out (``rows``: the trained-on rows' indices in the training set)."""
+    a run trained with a hold-out (``rows``: the trained-on rows' indices in the training set;
+    the test split, reported only: its first ``test_subset`` images)."""
     net = experiments.load_trained(out, dataset, model, p, run)
-    train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False)
+    train_split, test_split = data.load(dataset, root, True), data.load(dataset, root, False).first(test_subset)
     labels = experiments.run_labels(out, dataset, model, p, run, train_split.labels.numpy(), subset)
     train_split = train_split.first(len(labels.true))
     splits = retrain.protocol_splits("clean", train_split, labels, test_split)
@@ -149,7 +150,8 @@ def _layer_and_softmax(net, images, dataset, layer, device, batch_size, per_samp
 
 
 def detect(out, dataset, model, p, run, root=None, device="cpu", threshold=0.99, layers=None,
-           subset=None, folds=5, seed=0, per_sample_bn=True, batch_size=readout.BATCH, log=print):
+           subset=None, folds=5, seed=0, per_sample_bn=True, batch_size=readout.BATCH,
+           test_subset=None, log=print):
     """Score every trained-on label of a memorised run with each detector.
 
     Returns ``(scores, layers_table)``: one row per training row (row, given and true label,
@@ -157,7 +159,8 @@ def detect(out, dataset, model, p, run, root=None, device="cpu", threshold=0.99,
     protocol's per-layer MASC table (its ``chosen`` row is the layer used)."""
     _cleanlab()  # fail before any work
     device = training.pick_device(device) if isinstance(device, str) else device
-    net, fit_split, given, true, rows, splits = memorised_run(out, dataset, model, p, run, root, subset)
+    net, fit_split, given, true, rows, splits = memorised_run(out, dataset, model, p, run, root, subset,
+                                                              test_subset)
     table, estimators, (model_val, model_test) = retrain.masc_layers(
         net, fit_split, {"corrupted": given}, splits, dataset, layers, device, threshold,
         per_sample_bn, batch_size)
@@ -196,11 +199,13 @@ def cleaned_labels(scores, variant):
 
 
 def retrain_variant(out, dataset, model, p, run, scores, variant, root=None, device="cpu",
-                    max_epochs=30, patience=3, seed=None, subset=None, shuffle=False, log=print):
+                    max_epochs=30, patience=3, seed=None, subset=None, shuffle=False,
+                    test_subset=None, log=print):
     """Fine-tune the memorised model of a run on the labels a variant cleans (clean protocol:
     early stopping on the hold-out's corrupted labels, the best epoch kept); one summary row."""
     device = training.pick_device(device) if isinstance(device, str) else device
-    net, fit_split, given, true, rows, splits = memorised_run(out, dataset, model, p, run, root, subset)
+    net, fit_split, given, true, rows, splits = memorised_run(out, dataset, model, p, run, root, subset,
+                                                              test_subset)
     if not np.array_equal(scores.row.to_numpy(), rows) or not np.array_equal(scores.given.to_numpy(), given):
         raise MASCError(f"the scores of {dataset} {model} p={p} run {run} are not of this run's "
                         f"training rows (an older run?); delete them and run the study again")
@@ -234,6 +239,13 @@ def study_files(folder, kind):
     """The per-run CSVs of one kind (scores, metrics, layers, retrain) under a study folder
     (results/label_noise/{ds}_{model}), in (p, run) order."""
     return sorted(folder.glob(f"*/Run_*_{kind}.csv"))
+
+
+def load_scores(folder):
+    """Every run's per-row scores under a study folder as one frame (with the run's ids)."""
+    paths = study_files(folder, "scores")
+    return pd.concat([results.read_csv(p, RUN_KEYS + ["given", "true"]) for p in paths],
+                     ignore_index=True) if paths else pd.DataFrame()
 
 
 def study_summary(folder):

@@ -8,13 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, requires_mnist
+from conftest import requires_mnist
 from MASC import MinimumAngleSubspaceClassifier, data, noise, plots, results
 from MASC.errors import MASCError
 from test_retrain import memorise, small_test_set  # noqa: F401 (a fixture)
 
-sys.path.insert(0, str(ROOT / "Compare_experiments" / "label_noise"))
-import label_noise  # noqa: E402
+from test_compare import script
+
+label_noise = script("Compare_experiments/label_noise/label_noise.py")
+make_plots = script("Compare_experiments/plotting/make_plots.py")
 
 
 def test_detection_metrics_on_a_hand_made_case():
@@ -199,3 +201,6 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
     assert sorted(pd.read_csv(folder / "Run_1_retrain.csv").variant) == ["cleanlab_prune", "masc_relabel"]
     table = (folder.parent / "table.md").read_text()
     assert "| CNN | MNIST | 0.8 | cleanlab_softmax | 1 |" in table and "masc_relabel" in table
+    make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
+    assert (tmp_path / "plots" / "LABEL_NOISE_MNIST_CNN.png").exists()
+    assert (tmp_path / "plots" / "label_noise_MNIST_CNN.md").read_text() == table

@@ -26,6 +26,7 @@ MAX_EPOCHS = 30       # fine-tuning cap per variant
 PATIENCE = 3          # epochs without a better hold-out accuracy before stopping
 LAYERS = None         # None: every probed layer is a candidate
 SUBSET = None         # None: the training samples the model was trained on
+TEST_SUBSET = None    # None: the whole test set (only reported: the network's and the retrained test accuracy)
 PER_SAMPLE_BN = True  # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
 BATCH = 1000
 DEVICE = "auto"
@@ -53,7 +54,7 @@ def score_run(args, device, corrupt, run, folder, ids):
         return results.read_csv(path, SCORE_COLUMNS), results.read_csv(folder / f"Run_{run}_layers.csv")
     scores, table = noise.detect(args.out, args.dataset, args.model, corrupt, run, args.data, device,
                                  args.threshold, args.layers, args.subset, args.folds,
-                                 args.probe_seed, args.per_sample_bn, args.batch)
+                                 args.probe_seed, args.per_sample_bn, args.batch, args.test_subset)
     results.write_csv(pd.concat([pd.DataFrame([ids] * len(table)), table], axis=1),
                       folder / f"Run_{run}_layers.csv")
     metrics = noise.metrics_table(scores, {**ids, "layer": scores.layer.iloc[0]})
@@ -61,6 +62,8 @@ def score_run(args, device, corrupt, run, folder, ids):
     (folder / f"Run_{run}_retrain.csv").unlink(missing_ok=True)
     print(metrics[["detector", "n_flagged", "precision", "recall", "f1", "average_precision",
                    "auroc"]].to_string(index=False))
+    for i, (key, value) in enumerate(ids.items()):
+        scores.insert(i, key, value)
     results.write_csv(scores, path)
     return scores, table
 
@@ -75,6 +78,8 @@ def main(argv=None):
                    help="retraining variants (none: detection only)")
     p.add_argument("--max-epochs", type=cli.positive_int, default=MAX_EPOCHS)
     p.add_argument("--patience", type=cli.positive_int, default=PATIENCE)
+    p.add_argument("--test-subset", type=cli.positive_int, default=TEST_SUBSET,
+                   help="first N test images only (they are only reported)")
     cli.add_shuffle(p, False)
     args = p.parse_args(argv)
     device = pick_device(args.device)
@@ -91,7 +96,7 @@ def main(argv=None):
                     row = noise.retrain_variant(args.out, args.dataset, args.model, corrupt, run,
                                                 scores, variant, args.data, device, args.max_epochs,
                                                 args.patience, subset=args.subset,
-                                                shuffle=args.shuffle)
+                                                shuffle=args.shuffle, test_subset=args.test_subset)
                     row = {**ids, "layer": table.layer[table.chosen].iloc[0],
                            "model_test_acc": table.model_test_acc.iloc[0], **row}
                     results.merge_csv(pd.DataFrame([row]), path, ["variant"])
