@@ -254,7 +254,7 @@ NOISE_COLOURS = {"MASC": "black", "cleanlab_probe": "tab:blue", "cleanlab_softma
 
 def label_noise_figure(scores, dataset, model, detectors):
     """Precision-recall curves of each label-noise detector's ranking against the known corruption,
-    one panel per corruption degree, a line per run; a dot marks each detector's flagged set and the
+    one panel per corruption degree, a line style per run; a dot marks each detector's flagged set and the
     dotted line the share of corrupted labels (a random ranking). ``scores``: the study's per-row
     scores with ``corrupt`` and ``run``; ``detectors``: {name: (flag column, score column)}."""
     from sklearn.metrics import precision_recall_curve
@@ -271,7 +271,7 @@ def label_noise_figure(scores, dataset, model, detectors):
             for name, (flag, score) in detectors.items():
                 precision, recall, _ = precision_recall_curve(corrupted, rows[score])
                 ax.plot(recall, precision, ls=style, lw=1.3, color=NOISE_COLOURS.get(name),
-                        label=f"{name} (run {run})")
+                        label=name)
                 flagged = rows[flag].astype(bool)
                 if flagged.any():
                     ax.plot((flagged & corrupted).sum() / corrupted.sum(),
@@ -286,6 +286,8 @@ def label_noise_figure(scores, dataset, model, detectors):
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("precision")
     _legend(fig, axes)
-    fig.suptitle(f"{model} on {dataset}: finding the corrupted training labels (dots: the flagged "
-                 f"sets)")
+    runs = sorted(scores.run.unique())
+    styles = ", ".join(f"run {r} {w}" for r, w in zip(runs, ["solid", "dashed", "dotted", "dash-dot"] * 10))
+    fig.suptitle(f"{model} on {dataset}: finding the corrupted training labels\n(dots: the flagged "
+                 f"sets; {styles})")
     return fig
