@@ -196,6 +196,11 @@ SETTINGS = {
     "PLOTS": Setting("--plots", str, "folder for the figures and tables"),
     "EXPS": Setting("--exps", int, "MASC experiments after training (none: give --exps alone)",
                     nargs="*", choices=(1, 2, 3)),
+    # the label-noise study (Compare_experiments/label_noise)
+    "FOLDS": Setting("--folds", positive_int, "K of the probe's K-fold cross-validation"),
+    "PROBE_SEED": Setting("--probe-seed", int, "seed of the folds' shuffle"),
+    "VARIANTS": Setting("--variants", str, "retraining variants (none: detection only)",
+                        nargs="*"),
     # sweeps (python -m MASC.sweep)
     "CLUSTER": Setting("--cluster", str, "here: in this process; local: submitit's local "
                        "processes; slurm", choices=("here", "local", "slurm")),

@@ -247,3 +247,47 @@ def _legend(fig, axes):
     ncol = max(1, min(len(names), int(fig.get_figwidth() // 1.4)))
     fig.legend([handles[n] for n in names], names, loc="outside lower center", ncol=ncol,
                frameon=False, fontsize=9)
+
+
+NOISE_COLOURS = {"MASC": "black", "cleanlab_probe": "tab:blue", "cleanlab_softmax": "tab:red"}
+
+
+def label_noise_figure(scores, dataset, model, detectors):
+    """Precision-recall curves of each label-noise detector's ranking against the known corruption,
+    one panel per corruption degree, a line style per run; a dot marks each detector's flagged set and the
+    dotted line the share of corrupted labels (a random ranking). ``scores``: the study's per-row
+    scores with ``corrupt`` and ``run``; ``detectors``: {name: (flag column, score column)}."""
+    from sklearn.metrics import precision_recall_curve
+
+    scores = scores[(scores.dataset == dataset) & (scores.model == model)]
+    degrees = sorted(scores.corrupt.unique())
+    fig, axes = _panels(1, len(degrees))
+    for ax, corrupt in zip(axes[0], degrees):
+        cell = scores[scores.corrupt == corrupt]
+        for (run, rows), style in zip(cell.groupby("run"), ["-", "--", ":", "-."] * 10):
+            corrupted = rows.given != rows.true
+            if not corrupted.any():
+                continue
+            for name, (flag, score) in detectors.items():
+                precision, recall, _ = precision_recall_curve(corrupted, rows[score])
+                ax.plot(recall, precision, ls=style, lw=1.3, color=NOISE_COLOURS.get(name),
+                        label=name)
+                flagged = rows[flag].astype(bool)
+                if flagged.any():
+                    ax.plot((flagged & corrupted).sum() / corrupted.sum(),
+                            (flagged & corrupted).sum() / flagged.sum(), "o", ms=5,
+                            color=NOISE_COLOURS.get(name))
+        ax.axhline((cell.given != cell.true).mean(), ls=":", color="grey", lw=1.2,
+                   label="share corrupted")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_title(f"p = {corrupt:g}")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("precision")
+    _legend(fig, axes)
+    runs = sorted(scores.run.unique())
+    styles = ", ".join(f"run {r} {w}" for r, w in zip(runs, ["solid", "dashed", "dotted", "dash-dot"] * 10))
+    fig.suptitle(f"{model} on {dataset}: finding the corrupted training labels\n(dots: the flagged "
+                 f"sets; {styles})")
+    return fig

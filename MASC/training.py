@@ -97,7 +97,7 @@ def _load_optimiser_state(optimiser, names, states):
 
 class Trainer:
     """K models of one (dataset, model) trained together as one stack: ``runs`` (seeds: data
-    order), ``nets`` (moved into the stack), ``labels`` (K, N) for the N images of
+    order), ``nets`` (their weights copied into the stack), ``labels`` (K, N) for the N images of
     ``train_split``; ``states``: each run's saved progress (progress.pt) whose optimiser state
     it resumes from, or None;
     ``graphs``: capture the step as a CUDA graph; ``bf16``: bf16 autocast."""

@@ -10,7 +10,9 @@ COST_{ds}_{model} (fit and predict seconds and GFLOPs per probe and layer); and 
 summary table (Table_values) as table_values.csv (fractions) and table_values.md (%): per
 (dataset, model, p) the network's final test accuracy, the best test accuracy it reached at any
 epoch of training, and the best layer's MASC test accuracy with corrupted and original-label
-subspaces (max over layers of the mean over runs).
+subspaces (max over layers of the mean over runs). From results/label_noise (the label-noise
+study): LABEL_NOISE_{ds}_{model} (precision-recall curves of every detector, a panel per p) and
+label_noise_{ds}_{model}.md / .csv (detection metrics and retrained test accuracy over runs).
 """
 # Defaults: edit them here or override them on the command line.
 OUT = "."             # results root (the --out of the experiment scripts)
@@ -19,7 +21,9 @@ PLOTS = None          # None: Compare_experiments/plotting/plots
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from MASC import cli, plots, results  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from MASC import cli, noise, plots, results  # noqa: E402
 from MASC.errors import MASCError  # noqa: E402
 
 
@@ -42,9 +46,22 @@ def main(argv=None):
         for (dataset, model), group in summary.groupby(["dataset", "model"]):
             written += plots.save(plots.sensitivity_figure(group, dataset, model),
                                   stem("SENSITIVITY", dataset, model))
+    for folder in sorted((results.tidy_root(args.out) / "label_noise").glob("*_*")):
+        if not noise.study_files(folder, "metrics"):
+            continue
+        detectors, retrained = noise.study_summary(folder)
+        scores = noise.load_scores(folder)
+        for (dataset, model), group in scores.groupby(["dataset", "model"]):
+            written += plots.save(plots.label_noise_figure(group, dataset, model, noise.DETECTORS),
+                                  stem("LABEL_NOISE", dataset, model))
+        table = Path(args.plots) / f"label_noise_{folder.name}.md"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text(noise.markdown(detectors, retrained))
+        written += [results.write_csv(pd.concat([detectors, retrained], ignore_index=True),
+                                      table.with_suffix(".csv")), table]
     if not written:
         raise MASCError(f"no result CSVs under {results.tidy_root(args.out)} (probes, masc, "
-                        f"sensitivity); run an experiment first, or pass its --out")
+                        f"sensitivity, label_noise); run an experiment first, or pass its --out")
     table = plots.summary_table(acc, args.out) if len(acc) else None
     if table is not None and not table.empty:
         written.append(results.write_csv(table, Path(args.plots) / "table_values.csv"))

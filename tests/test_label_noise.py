@@ -1,0 +1,208 @@
+"""The label-noise study: detector scores, their metrics on hand-computed cases, the retraining
+variants' labels, the summary table and figure, and a tiny memorised run end to end."""
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import requires_mnist
+from MASC import MinimumAngleSubspaceClassifier, data, noise, plots, results, runs
+from MASC.errors import MASCError
+from test_retrain import memorise, small_test_set  # noqa: F401 (a fixture)
+
+from test_compare import script
+
+label_noise = script("Compare_experiments/label_noise/label_noise.py")
+make_plots = script("Compare_experiments/plotting/make_plots.py")
+
+
+def test_detection_metrics_on_a_hand_made_case():
+    given = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+    true = np.array([0, 1, 2, 3, 0, 0, 0, 0])             # rows 4-7 are corrupted
+    flags = np.array([1, 0, 0, 0, 1, 1, 0, 0], dtype=bool)  # 2 of 3 flagged are corrupted
+    scores = np.array([0.9, 0.1, 0.2, 0.3, 0.8, 0.7, 0.6, 0.05])
+    m = noise.detection_metrics(flags, scores, given, true)
+    assert (m["n_corrupted"], m["n_flagged"], m["true_positives"]) == (4, 3, 2)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(1 / 2)
+    assert m["f1"] == pytest.approx(4 / 7)
+    # ranked: clean, c, c, c, clean, clean, clean, c -> precision at each corrupted row 1/2 2/3 3/4 4/8
+    assert m["average_precision"] == pytest.approx((1 / 2 + 2 / 3 + 3 / 4 + 4 / 8) / 4)
+    assert m["auroc"] == pytest.approx(9 / 16)  # 3 + 3 + 3 + 0 of the 16 (corrupted, clean) pairs
+
+
+def test_detection_metrics_that_are_undefined_are_nan():
+    clean = noise.detection_metrics([True, False], [0.5, 0.1], [1, 2], [1, 2])
+    assert math.isnan(clean["recall"]) and math.isnan(clean["average_precision"])
+    assert math.isnan(clean["auroc"]) and clean["precision"] == 0 and clean["f1"] == 0
+    silent = noise.detection_metrics([False, False], [0.5, 0.1], [1, 2], [0, 2])
+    assert math.isnan(silent["precision"]) and silent["recall"] == 0 and silent["f1"] == 0
+    assert silent["average_precision"] == 1 and silent["auroc"] == 1
+    with pytest.raises(MASCError, match="differ in length"):
+        noise.detection_metrics([True], [0.5, 0.1], [1, 2], [0, 2])
+
+
+def test_masc_margin_is_the_angle_to_the_label_minus_the_nearest_other_class():
+    X = np.array([[1.0, 0.0], [2.0, 0.1], [0.0, 1.0], [0.1, 3.0]])
+    masc = MinimumAngleSubspaceClassifier(1).fit(X, [0, 0, 1, 1])  # one axis per class, nearly
+    theta = np.degrees(np.arctan2(1.0, math.sqrt(3)))              # a row 30 degrees off the x axis
+    rows = np.array([[1.0, 0.0], [1.0, 0.0], [math.cos(np.radians(theta)), math.sin(np.radians(theta))]])
+    predicted, margin = noise.masc_scores(masc, rows, np.array([0, 1, 1]))
+    angles = masc.angles(rows)
+    assert list(predicted) == [0, 0, 0]
+    assert margin == pytest.approx([angles[0, 0] - angles[0, 1], angles[1, 1] - angles[1, 0],
+                                    angles[2, 1] - angles[2, 0]])
+    assert margin[0] < -85 and margin[1] > 85 and 25 < margin[2] < 35  # near -90, 90, 30 degrees
+    with pytest.raises(MASCError, match="not among MASC's classes"):
+        noise.masc_scores(masc, rows, np.array([0, 1, 7]))
+
+
+def test_cleanlab_flags_and_scores_follow_its_self_confidence():
+    pytest.importorskip("cleanlab")
+    rng = np.random.RandomState(0)
+    given = np.repeat(np.arange(3), 20)
+    probs = np.full((60, 3), 0.05)
+    probs[np.arange(60), given] = 0.9
+    wrong = [3, 25, 47]  # these labels look wrong: the probabilities point to another class
+    for i in wrong:
+        probs[i] = 0.05
+        probs[i, (given[i] + 1) % 3] = 0.9
+    probs += rng.uniform(0, 0.01, probs.shape)
+    probs /= probs.sum(1, keepdims=True)
+    flags, scores = noise.confident_learning(given, probs)
+    assert list(np.flatnonzero(flags)) == wrong
+    assert scores == pytest.approx(1 - probs[np.arange(60), given])
+
+
+def test_missing_cleanlab_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cleanlab", None)
+    with pytest.raises(MASCError, match="pip install cleanlab"):
+        noise.confident_learning([0, 1], np.eye(2))
+
+
+def test_probe_probabilities_are_out_of_sample_and_need_enough_rows_per_class():
+    g = torch.Generator().manual_seed(0)
+    X = torch.cat([torch.randn(30, 5, generator=g) + 6 * torch.eye(5)[c] for c in range(3)])
+    y = np.repeat(np.arange(3), 30)
+    y[0] = 1  # a row of class 0 labelled 1: out of sample, its probe does not believe the label
+    probs = noise.probe_probabilities(X, y, num_classes=3, folds=5)
+    assert probs.shape == (90, 3) and np.allclose(probs.sum(1), 1)
+    assert probs[0].argmax() == 0 and probs[0, 1] < 0.5
+    assert (probs[1:].argmax(1) == y[1:]).mean() > 0.95
+    with pytest.raises(MASCError, match="fewer than the 5 folds"):
+        noise.probe_probabilities(X[:33], y[:33], num_classes=3, folds=5)
+
+
+def scores_frame():
+    return pd.DataFrame({"row": [0, 1, 2, 3], "given": [0, 1, 2, 3], "true": [0, 1, 0, 3],
+                         "masc_pred": [0, 2, 0, 3], "probe_pred": [0, 1, 0, 1],
+                         "probe_flag": [False, False, True, True]})
+
+
+@pytest.mark.parametrize("variant, rows, labels", [
+    ("masc_relabel", [0, 1, 2, 3], [0, 2, 0, 3]),
+    ("cleanlab_prune", [0, 1], [0, 1]),
+    ("cleanlab_relabel", [0, 1, 2, 3], [0, 1, 0, 1])])
+def test_retraining_variants_clean_the_labels_as_described(variant, rows, labels):
+    kept, new = noise.cleaned_labels(scores_frame(), variant)
+    assert list(kept) == rows and list(new) == labels
+    with pytest.raises(MASCError, match="unknown retraining variant"):
+        noise.cleaned_labels(scores_frame(), "drop_everything")
+
+
+def test_summary_table_over_runs(tmp_path):
+    folder = tmp_path / "MNIST_CNN"
+    for run, f1 in ((1, 0.5), (2, 0.7)):
+        ids = {"dataset": "MNIST", "model": "CNN", "corrupt": 0.4, "run": run}
+        metrics = pd.DataFrame([{**ids, "detector": d, "precision": f1, "recall": f1, "f1": f1,
+                                 "average_precision": f1, "auroc": f1} for d in noise.DETECTORS])
+        results.write_csv(metrics, folder / "0.4" / f"Run_{run}_metrics.csv")
+        results.write_csv(pd.DataFrame([{**ids, "variant": "masc_relabel", "test_acc_final": f1,
+                                         "test_acc_max": f1 + 0.1, "model_test_acc": 0.3,
+                                         "label_acc_vs_true": 0.9, "n_train": 100 * run}]),
+                          folder / "0.4" / f"Run_{run}_retrain.csv")
+    detectors, retrained = noise.study_summary(folder)
+    f1 = detectors[(detectors.detector == "MASC") & (detectors.metric == "f1")].iloc[0]
+    assert (f1.n_runs, f1["mean"], f1["min"], f1["max"]) == (2, pytest.approx(0.6), 0.5, 0.7)
+    assert f1.ci_low < 0.5 and f1.ci_high > 0.7  # a t-interval over 2 runs is wide
+    table = noise.markdown(detectors, retrained)
+    assert "| CNN | MNIST | 0.4 | MASC | 2 | 0.600 (0.500-0.700) |" in table
+    assert "| CNN | MNIST | 0.4 | masc_relabel | 2 | 150 | 90.0 (90.0-90.0) | 30.0 (30.0-30.0) | " \
+           "60.0 (50.0-70.0) | 70.0 (60.0-80.0) |" in table
+    assert (folder / "detectors_summary.csv").exists() and (folder / "retrain_summary.csv").exists()
+    with pytest.raises(MASCError, match="no Run_\\*_metrics.csv"):
+        noise.study_summary(tmp_path / "empty")
+
+
+def test_precision_recall_figure():
+    rng = np.random.RandomState(0)
+    rows = []
+    for corrupt in (0.2, 0.6):
+        for run in (1, 2):
+            true = rng.randint(0, 10, 200)
+            given = np.where(rng.rand(200) < corrupt, rng.randint(0, 10, 200), true)
+            frame = pd.DataFrame({"dataset": "MNIST", "model": "CNN", "corrupt": corrupt, "run": run,
+                                  "given": given, "true": true})
+            for flag, score in noise.DETECTORS.values():
+                frame[score] = (given != true) + rng.rand(200)
+                frame[flag] = frame[score] > 1
+            rows.append(frame)
+    fig = plots.label_noise_figure(pd.concat(rows), "MNIST", "CNN", noise.DETECTORS)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2 * 3 * 2 + 1  # curves, dots, share
+    plots.plt.close(fig)
+
+
+@requires_mnist
+@pytest.mark.slow
+def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypatch, small_test_set):
+    pytest.importorskip("cleanlab")
+    memorise(tmp_path, 0.8, holdout=0.1)
+    scores, table = noise.detect(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1), folds=3,
+                                 log=lambda *_: None)
+    assert len(scores) == 115 and table.chosen.sum() == 1
+    holdout = np.load(results.run_dir(tmp_path, "MNIST", "CNN", 0.8, 1) / "labels.npz")["holdout"]
+    assert list(scores.row) == list(np.setdiff1d(np.arange(128), holdout))
+    for flag, score in noise.DETECTORS.values():
+        assert scores[flag].dtype == bool and np.isfinite(scores[score]).all()
+    assert (scores.masc_flag == (scores.masc_pred != scores.given)).all()
+    assert ((scores.masc_margin > 0) <= scores.masc_flag).all()
+    assert scores.probe_pred.between(0, 9).all() and scores.softmax_score.between(0, 1).all()
+
+    real = data.load  # the same run with scrambled test labels: not one score may change
+
+    def scrambled(name, root=None, train=True):
+        split = real(name, root, train)
+        return split if train else data.Split(split.images, split.labels.roll(1))
+    monkeypatch.setattr(data, "load", scrambled)
+    again, _ = noise.detect(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1), folds=3,
+                                 log=lambda *_: None)
+    pd.testing.assert_frame_equal(scores, again)
+
+
+@requires_mnist
+@pytest.mark.slow
+def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
+    pytest.importorskip("cleanlab")
+    memorise(tmp_path, 0.8, holdout=0.1)
+    args = ["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1", "--out", str(tmp_path),
+            "--device", "cpu", "--folds", "3", "--max-epochs", "1"]
+    label_noise.main(args + ["--variants", "cleanlab_prune"])
+    folder = results.tidy_dir(tmp_path, "label_noise", "MNIST", "CNN") / "0.8"
+    metrics = pd.read_csv(folder / "Run_1_metrics.csv")
+    assert list(metrics.detector) == list(noise.DETECTORS)
+    assert metrics[noise.METRICS].stack().between(0, 1).all()
+    retrained = pd.read_csv(folder / "Run_1_retrain.csv")
+    flagged = pd.read_csv(folder / "Run_1_scores.csv").probe_flag.sum()
+    assert list(retrained.variant) == ["cleanlab_prune"] and retrained.n_train[0] == 115 - flagged
+    assert retrained.test_acc_final.between(0, 1).all() and retrained.epochs_run[0] == 1
+    stamp = (folder / "Run_1_scores.csv").stat().st_mtime_ns
+    label_noise.main(args + ["--variants", "cleanlab_prune", "masc_relabel"])  # resumes
+    assert (folder / "Run_1_scores.csv").stat().st_mtime_ns == stamp
+    assert sorted(pd.read_csv(folder / "Run_1_retrain.csv").variant) == ["cleanlab_prune", "masc_relabel"]
+    table = (folder.parent / "table.md").read_text()
+    assert "| CNN | MNIST | 0.8 | cleanlab_softmax | 1 |" in table and "masc_relabel" in table
+    make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
+    assert (tmp_path / "plots" / "LABEL_NOISE_MNIST_CNN.png").exists()
+    assert (tmp_path / "plots" / "label_noise_MNIST_CNN.md").read_text() == table
