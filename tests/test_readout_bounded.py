@@ -4,6 +4,7 @@ import gc
 import weakref
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import requires_mnist
@@ -22,6 +23,7 @@ def _setup(data_root, batch_size=70):
     return reader, train, test, given
 
 
+@pytest.mark.slow  # about 5 s: fits every layer twice
 def test_masc_by_layer_equals_fitting_every_layer_at_once(data_root):
     """k, predictions on the fitting rows and on two image sets, and the network's predictions
     (break: predict the image sets with the other labelling's estimator)."""
