@@ -4,7 +4,8 @@ exp3').
 exp1: the memorised model at p, subspaces from the corrupted labels;
 exp2: the same model, subspaces from the true labels;
 exp3: the model trained at p = 0.0 (same run), subspaces from the labels corrupted at p.
-exp1 and exp2 share one pass over the data.
+exp1 and exp2 share the read-out: one forward pass per layer, one layer at a time
+(:meth:`~MASC.readout.Reader.masc_by_layer`).
 """
 import pandas as pd
 
@@ -39,40 +40,42 @@ def masc_experiments(trained, exps, *, threshold=0.99, readout=Settings(), log=p
         labellings = {FITTED_ON[e]: given[FITTED_ON[e]] for e in group}
         log(f"{dataset} {model} run {run}: MASC on the model trained at p={model_p} "
             f"(exp{'+'.join(map(str, group))}, {len(split)} training samples, {reader.device})")
-        estimators, fit_seconds = reader.fit_masc(split, labellings, threshold=threshold,
-                                                  classes=range(num_classes))
-        train_pred, _, train_seconds = reader.predict(split.images, estimators)
-        test_pred, net_pred, test_seconds = reader.predict(test.images, estimators)
-        model_test_acc = accuracy(net_pred, test.labels)
-        for exp in group:
-            keys = [key for key in estimators if key[0] == FITTED_ON[exp]]
-            rows, per_class = [], []
-            for key in keys:
-                est, layer = estimators[key], key[1]
-                k = est.n_components_
+        rows = {exp: [] for exp in group}
+        per_class = {exp: [] for exp in group}
+        fitted = {exp: [] for exp in group}  # (layer, k per class) for the reference's files
+        for found in reader.masc_by_layer(split, labellings, [test.images], threshold=threshold,
+                                          classes=range(num_classes)):
+            test_pred = found.predictions[0]
+            model_test_acc = accuracy(found.network[0], test.labels)
+            for exp in group:
+                name, layer = FITTED_ON[exp], found.layer
+                k = found.n_components[name]
                 row = {"dataset": dataset, "model": model, "corrupt": p, "run": run, "exp": exp,
-                       "subspaces_from": key[0], "layer": layer, "dim": est.n_features_in_,
+                       "subspaces_from": name, "layer": layer, "dim": found.dim,
                        "k_min": int(k.min()), "k_mean": float(k.mean()), "k_max": int(k.max()),
-                       "train_acc_vs_corrupted": accuracy(train_pred[key], corrupted),
-                       "train_acc_vs_true": accuracy(train_pred[key], true),
-                       "test_acc": accuracy(test_pred[key], test.labels),
+                       "train_acc_vs_corrupted": accuracy(found.fitted_rows[name], corrupted),
+                       "train_acc_vs_true": accuracy(found.fitted_rows[name], true),
+                       "test_acc": accuracy(test_pred[name], test.labels),
                        "model_test_acc": model_test_acc, "threshold": threshold,
-                       "n_train": len(split), "fit_seconds": round(fit_seconds[key], 4),
-                       "predict_seconds": round(train_seconds[key] + test_seconds[key], 4)}
-                rows.append(row)
+                       "n_train": len(split), "fit_seconds": round(found.fit_seconds[name], 4),
+                       "predict_seconds": round(found.predict_seconds[name], 4)}
+                rows[exp].append(row)
+                fitted[exp].append((layer, k))
                 for c, mask in enumerate(class_masks):
-                    per_class.append({**{f: row[f] for f in ("dataset", "model", "corrupt", "run",
-                                                             "exp", "subspaces_from", "layer")},
-                                      "class": c, "n_test": int(mask.sum()),
-                                      "test_acc": accuracy(test_pred[key][mask], test.labels[mask])})
-            frame = pd.DataFrame(rows)  # rows of layers not recomputed now are kept
+                    per_class[exp].append(
+                        {**{f: row[f] for f in ("dataset", "model", "corrupt", "run", "exp",
+                                                "subspaces_from", "layer")},
+                         "class": c, "n_test": int(mask.sum()),
+                         "test_acc": accuracy(test_pred[name][mask], test.labels[mask])})
+        for exp in group:
+            frame = pd.DataFrame(rows[exp])  # rows of layers not recomputed now are kept
             results.merge_csv(frame, results.masc_csv(out, dataset, model, p, run, exp),
                               MERGE_KEYS)
-            results.merge_csv(pd.DataFrame(per_class),
+            results.merge_csv(pd.DataFrame(per_class[exp]),
                               results.masc_csv(out, dataset, model, p, run, exp, per_class=True),
                               MERGE_KEYS + ["class"])
-            for key, row in zip(keys, rows):  # the reference's files once ours are written
-                _write_reference(trained, exp, key[1], row, estimators[key].n_components_)
+            for (layer, k), row in zip(fitted[exp], rows[exp]):  # the reference's files last
+                _write_reference(trained, exp, layer, row, k)
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -462,6 +462,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
             evals, evecs = evals.flip(0), evecs.flip(1)
         else:
             G = R @ R.T
+            R = None  # gathered again after eigh: the block and eigh's workspace (2 G) never meet
             evals, U = torch.linalg.eigh(G)
             del G
             evals, U = evals.flip(0), U.flip(1)
@@ -478,12 +479,15 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
             k = int(self.threshold)
         k = min(k, rank)
         if evecs is None:  # Gram route: right singular vectors of R from its left ones
-            V = (R.T @ U[:, :k]) / evals[:k].sqrt()
+            U = U[:, :k].contiguous()
+            R = self._class_block(c)
+            V = (R.T @ U).div_(evals[:k].sqrt())
             del R, U
         else:
             V = evecs[:, :k]
-        V = V.T / V.norm(dim=0, keepdim=True).T
-        return V.contiguous(), float(evals[:k].sum() / total)
+            del evecs
+        V.div_(V.norm(dim=0, keepdim=True))  # in place: one D x k buffer, then its transpose
+        return V.T.contiguous(), float(evals[:k].sum() / total)
 
     # ------------------------------------------------------------------ predicting
     def _energy(self, xb, W):
@@ -597,18 +601,19 @@ def iter_labellings(X, labellings, threshold=0.99, classes=None, device=None, **
     if not isinstance(labellings, dict):
         raise MASCError(f"labellings must be a dict of name -> labels, got "
                         f"{type(labellings).__name__}")
-    first = None
+    checked = None  # what the first estimator's check of X set (not the estimator: it is freed)
     for name, y in labellings.items():
         est = MinimumAngleSubspaceClassifier(threshold, device=device, **params)
         est._check_params()
         est._reset()
-        if first is None:
-            X, first = est._check_X(X, reset=True, fitting=True), est
+        if checked is None:
+            X = est._check_X(X, reset=True, fitting=True)
+            checked = {attr: vars(est)[attr] for attr in
+                       ("n_features_in_", "feature_names_in_", "_device") if attr in vars(est)}
         else:
-            for attr in ("n_features_in_", "feature_names_in_", "_device"):
-                if attr in vars(first):
-                    setattr(est, attr, vars(first)[attr])
+            vars(est).update(checked)
         yield name, est._fit_shared(X, y, classes)
+        del est
 
 
 def fit_labellings(X, labellings, threshold=0.99, classes=None, device=None, **params):

@@ -8,7 +8,7 @@ statistics over a batch of one image are per-image instance-norm statistics.
 """
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ from . import data
 from .errors import MASCError
 from .layers import check_layers, tapped
 from .devices import pick_device, sync
-from .masc import MinimumAngleSubspaceClassifier
+from .masc import MinimumAngleSubspaceClassifier, iter_labellings
 
 BATCH = 1000
 
@@ -57,6 +57,21 @@ class Settings:
         """A :class:`Reader` of ``net`` with these settings."""
         return Reader(net, dataset, layers=self.layers, device=self.device,
                       batch_size=self.batch_size, per_sample_bn=self.per_sample_bn)
+
+
+@dataclass
+class LayerMASC:
+    """MASC read out at one layer, its estimators already freed: per labelling name, k per class,
+    the predictions on the rows it was fitted on and on each image set, and the seconds spent."""
+
+    layer: str
+    dim: int
+    n_components: dict = field(default_factory=dict)  # name -> k per class (NumPy)
+    fitted_rows: dict = field(default_factory=dict)  # name -> predictions on the fitting rows
+    predictions: list = field(default_factory=list)  # per image set: {name: predictions}
+    network: list = field(default_factory=list)  # per image set: the network's own predictions
+    fit_seconds: dict = field(default_factory=dict)
+    predict_seconds: dict = field(default_factory=dict)
 
 
 class Reader:
@@ -113,6 +128,53 @@ class Reader:
             sync(self.device)
             seconds[key] += time.perf_counter() - tic
         return estimators, seconds
+
+    def masc_by_layer(self, split, labellings, image_sets=(), *, threshold=0.99, classes=None):
+        """Yield a :class:`LayerMASC` per layer, one layer at a time, in bounded memory.
+
+        For each layer, one forward pass over ``split`` and the ``image_sets`` (uint8 images)
+        stores that layer's activations once; each labelling of ``split`` (name -> labels) is
+        fitted from the stored rows (:func:`~MASC.masc.iter_labellings`), predicts them and the
+        image sets, and is freed before the next. Only predictions are kept, so memory holds one
+        layer's rows and one labelling's subspaces (not every layer's, per labelling, as
+        :meth:`fit_masc`). k and predictions are those of :meth:`fit_masc` and :meth:`predict`."""
+        for layer in self.layers:
+            (rows, *images), network = self._activations([split.images, *image_sets], layer)
+            found = LayerMASC(layer, rows.shape[1], network=network,
+                              predictions=[{} for _ in image_sets])
+            tic = time.perf_counter()
+            for name, est in iter_labellings(rows, labellings, threshold, classes, self.device):
+                sync(self.device)
+                found.fit_seconds[name] = time.perf_counter() - tic
+                tic = time.perf_counter()
+                found.n_components[name] = est.n_components_
+                found.fitted_rows[name] = est.predict(rows).cpu()
+                for i, acts in enumerate(images):
+                    found.predictions[i][name] = est.predict(acts).cpu()
+                sync(self.device)
+                found.predict_seconds[name] = time.perf_counter() - tic
+                del est
+                tic = time.perf_counter()
+            del rows, images
+            yield found
+
+    def _activations(self, image_sets, layer):
+        """One layer's activations for each of ``image_sets`` (one forward pass over them, each
+        set in a single preallocated tensor on the device) and the network's predictions on every
+        set but the first."""
+        stored, network = [], []
+        for i, images in enumerate(image_sets):
+            acts, logits = None, []
+            for rows, found, out in self.batches(images, [layer]):
+                a = found[layer]
+                if acts is None:
+                    acts = torch.empty(len(images), a.shape[1], dtype=a.dtype, device=a.device)
+                acts[rows] = a
+                logits.append(out.argmax(1).cpu())
+            stored.append(acts)
+            if i:
+                network.append(torch.cat(logits))
+        return stored, network
 
     def predict(self, images, estimators):
         """Predictions of every estimator (keyed by (labelling, layer)) and of the network itself.

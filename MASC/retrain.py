@@ -142,24 +142,29 @@ def fine_tune(net, train, val, test, run, *, device="cpu", max_epochs=30, patien
 
 def masc_layers(reader, fit_split, given, splits, *, threshold=0.99):
     """MASC per (labelling, layer) of a :class:`~MASC.readout.Reader`, fitted on ``fit_split``
-    with the labellings ``given``.
+    with the labellings ``given``, one layer at a time (:meth:`~MASC.readout.Reader.masc_by_layer`).
 
-    Returns ``(table, estimators, model_acc)``: one row per (labelling, layer) with MASC's
+    Returns ``(table, relabels, model_acc)``: one row per (labelling, layer) with MASC's
     accuracy on the validation and test sets and whether the layer is chosen (the first best on
-    validation, in layer order), and the network's own (val, test) accuracy."""
-    estimators, _ = reader.fit_masc(fit_split, given, threshold=threshold,
-                                    classes=range(data.info(reader.dataset).num_classes))
-    val_pred, net_val, _ = reader.predict(splits.val.images, estimators)
-    test_pred, net_test, _ = reader.predict(splits.test.images, estimators)
-    table = pd.DataFrame([{"subspaces_from": s, "layer": layer,
-                           "k_mean": float(est.n_components_.mean()),
-                           "masc_val_acc": accuracy(val_pred[s, layer], splits.val.labels),
-                           "masc_test_acc": accuracy(test_pred[s, layer], splits.test.labels)}
-                          for (s, layer), est in estimators.items()])
+    validation, in layer order); MASC's predictions on ``fit_split`` per (labelling, layer) (the
+    relabels, if that layer is chosen); and the network's own (val, test) accuracy."""
+    rows, relabels = [], {}
+    for found in reader.masc_by_layer(fit_split, given, [splits.val.images, splits.test.images],
+                                      threshold=threshold,
+                                      classes=range(data.info(reader.dataset).num_classes)):
+        (val_pred, test_pred), (net_val, net_test) = found.predictions, found.network
+        for s in given:
+            relabels[s, found.layer] = found.fitted_rows[s]
+            rows.append({"subspaces_from": s, "layer": found.layer,
+                         "k_mean": float(found.n_components[s].mean()),
+                         "masc_val_acc": accuracy(val_pred[s], splits.val.labels),
+                         "masc_test_acc": accuracy(test_pred[s], splits.test.labels)})
+    table = pd.DataFrame(rows).sort_values("subspaces_from", kind="stable", key=lambda s: s.map(
+        list(given).index)).reset_index(drop=True)  # grouped by labelling, as fitted
     best = table.groupby("subspaces_from", sort=False).masc_val_acc.idxmax()  # first maximum
     table["chosen"] = table.index.isin(best)
-    return table, estimators, (accuracy(net_val, splits.val.labels),
-                               accuracy(net_test, splits.test.labels))
+    return table, relabels, (accuracy(net_val, splits.val.labels),
+                             accuracy(net_test, splits.test.labels))
 
 
 def retrain(trained, *, protocol="reference", subspaces=LABELLINGS, threshold=0.99, max_epochs=30,
@@ -185,12 +190,9 @@ def retrain(trained, *, protocol="reference", subspaces=LABELLINGS, threshold=0.
     log(f"{dataset} {model} p={p} run {run}, {protocol} protocol: MASC on {len(fit_split)} training "
         f"samples, {len(splits.val)} validation, {len(splits.test)} test ({reader.device})")
     given = {"corrupted": corrupted, "original": true}
-    table, estimators, (model_val_acc, model_test_acc) = masc_layers(
+    table, relabels, (model_val_acc, model_test_acc) = masc_layers(
         reader, fit_split, {s: given[s] for s in subspaces}, splits, threshold=threshold)
     chosen = table[table.chosen]
-    relabels, _, _ = reader.predict(fit_split.images,
-                                    {(c.subspaces_from, c.layer): estimators[c.subspaces_from, c.layer]
-                                     for c in chosen.itertuples()})
     ids = {"dataset": dataset, "model": model, "corrupt": p, "run": run, "protocol": protocol,
            "seed": seed}
     summaries, epochs, histories = [], [], {}

@@ -194,13 +194,13 @@ def test_exp3_reads_the_model_trained_without_corruption(tmp_path, monkeypatch, 
     clean, noisy = (network_accuracy(runs.load_network(tmp_path, "MNIST", "CNN", p, 1), test)
                     for p in (0.0, 1.0))
     assert clean != noisy  # the fixture's two models tell apart
-    fitted, real_fit = [], readout.Reader.fit_masc
+    fitted, real_fit = [], readout.Reader.masc_by_layer
 
-    def spy(self, split, labellings, **kwargs):
+    def spy(self, split, labellings, *args, **kwargs):
         fitted.append((self.net.state_dict(), {k: np.asarray(v) for k, v in labellings.items()}))
-        return real_fit(self, split, labellings, **kwargs)
+        return real_fit(self, split, labellings, *args, **kwargs)
 
-    monkeypatch.setattr(readout.Reader, "fit_masc", spy)
+    monkeypatch.setattr(readout.Reader, "masc_by_layer", spy)
     frame = experiments.masc_experiments(runs.load_run(tmp_path, "MNIST", "CNN", 1.0, 1), [1, 3],
                                          readout=readout.Settings(device="cpu", layers=["fc3"]),
                                          log=lambda *_: None)
