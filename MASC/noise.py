@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from . import data, plots, results, retrain, training
 from .readout import Settings
 from .errors import MASCError
+from .masc import MinimumAngleSubspaceClassifier
 
 # detector -> (flag column, score column) of a scores frame
 DETECTORS = {"MASC": ("masc_flag", "masc_margin"),
@@ -156,14 +157,17 @@ def detect(trained, *, readout=Settings(), threshold=0.99, folds=5, seed=0, log=
     dataset = trained.dataset
     fit_split, given, true, rows, splits = memorised_run(trained)
     reader = readout.reader(trained.net, dataset)
-    table, estimators, (model_val, model_test) = retrain.masc_layers(
+    table, _, (model_val, model_test) = retrain.masc_layers(
         reader, fit_split, {"corrupted": given}, splits, threshold=threshold)
     chosen = table[table.chosen].iloc[0]
     layer = chosen.layer
     log(f"{dataset} {trained.model} p={trained.p} run {trained.run}: layer {layer} (MASC on the "
         f"hold-out's corrupted labels {chosen.masc_val_acc:.4f}); {len(given)} training labels")
     X, softmax = _layer_and_softmax(reader, fit_split.images, layer)
-    masc_pred, margin = masc_scores(estimators["corrupted", layer], X.to(reader.device), given)
+    X = X.to(reader.device)  # the chosen layer's MASC again, now kept for its angles
+    masc = MinimumAngleSubspaceClassifier(threshold, device=reader.device).fit(
+        X, given, classes=range(data.info(dataset).num_classes))
+    masc_pred, margin = masc_scores(masc, X, given)
     probs = probe_probabilities(X, given, data.info(dataset).num_classes, folds, seed)
     probe_flag, probe_score = confident_learning(given, probs)
     softmax_flag, softmax_score = confident_learning(given, softmax)

@@ -45,7 +45,7 @@ EPOCHS = {
 }
 K_STACK, BUDGET = 18, 300
 DEADLINE = 420  # seconds from the start after which configurations not begun are skipped
-CSV_OUT = "gpu_big_models.csv"
+CSV_OUT = HERE / "results" / "gpu_big_models.csv"
 
 
 def generated_split(dataset, n, device, seed=0):
