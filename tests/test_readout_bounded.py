@@ -48,6 +48,7 @@ def test_masc_by_layer_equals_fitting_every_layer_at_once(data_root):
     assert layers == list(reader.layers)
 
 
+@pytest.mark.slow  # reads a real CNN out
 def test_masc_by_layer_holds_one_layer_and_frees_its_estimators(data_root, monkeypatch):
     """When a layer is yielded, only that layer was fitted and its estimators are gone (break:
     keep the estimators, or fit every layer before yielding the first)."""

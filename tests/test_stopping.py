@@ -95,6 +95,7 @@ with results.lock(sys.argv[1], wait=False, what="trained"):
 """
 
 
+@pytest.mark.slow  # two processes
 def test_the_lock_names_its_live_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
     run = tmp_path / "Run_1"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], env=ENV,
