@@ -18,7 +18,7 @@ from . import data
 from .errors import MASCError
 from .layers import check_layers, tapped
 from .devices import pick_device, sync
-from .masc import MinimumAngleSubspaceClassifier, iter_labellings
+from .masc import iter_labellings
 
 BATCH = 1000
 
@@ -76,7 +76,7 @@ class LayerMASC:
 
 class Reader:
     """A trained network read out layer by layer: built once from the network and how to read
-    it, then used to fit estimators on a split, predict with them and collect activations.
+    it, then used to read MASC out of every layer and to collect activations.
 
     ``layers``: short names (None: every tapped layer); ``per_sample_bn``: ResNet BatchNorm with
     each image's own statistics (the paper's read-out); the network runs in eval mode under
@@ -107,28 +107,6 @@ class Reader:
                                         f"or its checkpoint is damaged; train it again")
                 yield slice(start, start + len(x)), dict(found), logits
 
-    def fit_masc(self, split, labellings, *, threshold=0.99, classes=None):
-        """One MASC per (labelling, layer), fitted from one pass over ``split``.
-
-        ``labellings`` maps a name (e.g. "corrupted", "original") to training labels. Returns
-        ``(estimators, seconds)``, both keyed by (labelling, layer); seconds are fit time alone."""
-        labellings = {name: torch.as_tensor(y).to(self.device) for name, y in labellings.items()}
-        estimators = {(name, layer): MinimumAngleSubspaceClassifier(threshold, device=self.device)
-                      for name in labellings for layer in self.layers}
-        seconds = dict.fromkeys(estimators, 0.0)
-        for rows, acts, _ in self.batches(split.images):
-            for (name, layer), est in estimators.items():
-                tic = time.perf_counter()
-                est.partial_fit(acts[layer], labellings[name][rows], classes=classes)
-                sync(self.device)
-                seconds[name, layer] += time.perf_counter() - tic
-        for key, est in estimators.items():
-            tic = time.perf_counter()
-            est.solve()
-            sync(self.device)
-            seconds[key] += time.perf_counter() - tic
-        return estimators, seconds
-
     def masc_by_layer(self, split, labellings, image_sets=(), *, threshold=0.99, classes=None):
         """Yield a :class:`LayerMASC` per layer, one layer at a time, in bounded memory.
 
@@ -136,8 +114,8 @@ class Reader:
         stores that layer's activations once; each labelling of ``split`` (name -> labels) is
         fitted from the stored rows (:func:`~MASC.masc.iter_labellings`), predicts them and the
         image sets, and is freed before the next. Only predictions are kept, so memory holds one
-        layer's rows and one labelling's subspaces (not every layer's, per labelling, as
-        :meth:`fit_masc`). k and predictions are those of :meth:`fit_masc` and :meth:`predict`."""
+        layer's rows and one labelling's subspaces. k and predictions are those of
+        :meth:`MASC.masc.MinimumAngleSubspaceClassifier.fit` on the layer's activations."""
         for layer in self.layers:
             (rows, *images), network = self._activations([split.images, *image_sets], layer)
             found = LayerMASC(layer, rows.shape[1], network=network,
@@ -175,21 +153,6 @@ class Reader:
             if i:
                 network.append(torch.cat(logits))
         return stored, network
-
-    def predict(self, images, estimators):
-        """Predictions of every estimator (keyed by (labelling, layer)) and of the network itself.
-
-        Returns ``(predictions, network_predictions, seconds)``; seconds per estimator key."""
-        layers = [layer for layer in self.net.taps if any(key[1] == layer for key in estimators)]
-        found = {key: [] for key in estimators}
-        network, seconds = [], dict.fromkeys(estimators, 0.0)
-        for _, acts, logits in self.batches(images, layers):
-            network.append(logits.argmax(1).cpu())
-            for key, est in estimators.items():
-                tic = time.perf_counter()
-                found[key].append(est.predict(acts[key[1]]).cpu())
-                seconds[key] += time.perf_counter() - tic
-        return {k: torch.cat(v) for k, v in found.items()}, torch.cat(network), seconds
 
     def collect(self, images):
         """All activations of the layers for ``images`` as CPU float32 tensors, plus the

@@ -12,8 +12,9 @@ whose variances decay as j^-ALPHA, through a ReLU. The corrupted labelling (p = 
 reference's rule) and the true one are fitted from ONE float32 copy of the rows
 (``MASC.masc.iter_labellings``), one labelling at a time; each labelling then predicts the training
 rows (scored against both labellings) and the test rows (generated in batches, as a model would
-stream them). ``--old`` runs today's path instead: one estimator per labelling, fed in batches of
-1,000 rows by ``partial_fit`` (as ``MASC.readout.fit_masc`` does), each keeping its own rows.
+stream them). ``--old`` runs the former path instead: one estimator per labelling, fed in batches of
+1,000 rows by ``partial_fit`` (as the read-out did before ``Reader.masc_by_layer``), each
+keeping its own rows.
 ``--check`` also fits ``MinimumAngleSubspaceClassifier.fit`` on the same rows and asserts the same
 k and predictions (small sizes). Results are merged into a CSV (a layer already there is skipped
 unless ``--force``), so an interrupted sweep resumes.

@@ -60,8 +60,8 @@ def test_training_steps_see_only_the_kept_rows_with_their_corrupted_labels(
 # 2. ---------------------------------------------------------------------------------------------
 
 def test_readout_in_batches_equals_one_batch(data_root):
-    """fit_masc / predict / forward_layers in batches of 70 over 300 rows (4 full batches and a
-    partial one) give exactly the k and predictions of a single batch (break: the first batch's
+    """The read-out (batches, masc_by_layer) in batches of 70 over 300 rows (4 full batches and a
+    partial one) gives exactly the k and predictions of a single batch (break: the first batch's
     labels for every batch)."""
     train = data.load("MNIST", data_root, True).first(300)
     test = data.load("MNIST", data_root, False).first(150)
@@ -73,19 +73,16 @@ def test_readout_in_batches_equals_one_batch(data_root):
         reader = readout.Reader(net, "MNIST", batch_size=batch)
         rows = [r for r, _, _ in reader.batches(train.images)]
         assert [(r.start, r.stop) for r in rows] == [(s, min(s + batch, 300)) for s in range(0, 300, batch)]
-        estimators, _ = reader.fit_masc(train, given, classes=range(10))
-        fitted[batch] = estimators
+        fitted[batch] = list(reader.masc_by_layer(train, given, [test.images], classes=range(10)))
     one, many = fitted[300], fitted[70]
-    assert one.keys() == many.keys() and len(one) == 2 * 5
-    for key in one:
-        assert np.array_equal(one[key].n_components_, many[key].n_components_), key
-    single, net_single, _ = readout.Reader(net, "MNIST", batch_size=300).predict(test.images, one)
-    for estimators in (one, many):
-        batched, net_batched, _ = readout.Reader(net, "MNIST", batch_size=70).predict(test.images,
-                                                                                       estimators)
-        assert torch.equal(net_batched, net_single)
-        for key in one:
-            assert torch.equal(batched[key], single[key]), key
+    assert [f.layer for f in one] == [f.layer for f in many] and len(one) == 5
+    for single, batched in zip(one, many):
+        assert torch.equal(batched.network[0], single.network[0])
+        for name in given:
+            key = name, single.layer
+            assert np.array_equal(single.n_components[name], batched.n_components[name]), key
+            assert torch.equal(batched.fitted_rows[name], single.fitted_rows[name]), key
+            assert torch.equal(batched.predictions[0][name], single.predictions[0][name]), key
     layer_table = {}
     splits = retrain.Splits(test.first(50), data.Split(test.images[50:], test.labels[50:]))
     for batch in (300, 70):

@@ -1,5 +1,5 @@
 """Reader.masc_by_layer: one layer at a time, estimators freed, the same k and predictions as
-fitting every layer at once (Reader.fit_masc + Reader.predict)."""
+MASC fitted on each layer's collected activations."""
 import gc
 import weakref
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import requires_mnist
-from MASC import data, models, readout
+from MASC import MinimumAngleSubspaceClassifier, data, models, readout
 from MASC.corruption import corrupt_labels
 
 pytestmark = requires_mnist
@@ -28,10 +28,12 @@ def test_masc_by_layer_equals_fitting_every_layer_at_once(data_root):
     """k, predictions on the fitting rows and on two image sets, and the network's predictions
     (break: predict the image sets with the other labelling's estimator)."""
     reader, train, test, given = _setup(data_root)
-    estimators, _ = reader.fit_masc(train, given, classes=range(10))
-    on_train, _, _ = reader.predict(train.images, estimators)
-    on_test, net_test, _ = reader.predict(test.images, estimators)
-    on_part, net_part, _ = reader.predict(test.images[:50], estimators)
+    on_train, _ = reader.collect(train.images)
+    on_test, net_test = reader.collect(test.images)
+    on_part, net_part = reader.collect(test.images[:50])
+    estimators = {(name, layer): MinimumAngleSubspaceClassifier().fit(
+        on_train[layer], torch.as_tensor(y), classes=range(10)) for name, y in given.items()
+        for layer in reader.layers}
     layers = []
     for found in reader.masc_by_layer(train, given, [test.images, test.images[:50]],
                                       classes=range(10)):
@@ -41,9 +43,10 @@ def test_masc_by_layer_equals_fitting_every_layer_at_once(data_root):
         for name in given:
             key = name, found.layer
             assert np.array_equal(found.n_components[name], estimators[key].n_components_), key
-            assert torch.equal(found.fitted_rows[name], on_train[key]), key
-            assert torch.equal(found.predictions[0][name], on_test[key]), key
-            assert torch.equal(found.predictions[1][name], on_part[key]), key
+            est = estimators[key]
+            assert torch.equal(found.fitted_rows[name], est.predict(on_train[found.layer])), key
+            assert torch.equal(found.predictions[0][name], est.predict(on_test[found.layer])), key
+            assert torch.equal(found.predictions[1][name], est.predict(on_part[found.layer])), key
             assert found.fit_seconds[name] > 0 and found.predict_seconds[name] > 0
     assert layers == list(reader.layers)
 
