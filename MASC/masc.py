@@ -62,10 +62,14 @@ class NotFittedMASCError(MASCError, NotFittedError):
     """Predicting before fit: both a :class:`MASCError` and scikit-learn's ``NotFittedError``."""
 
 
+def _is_checked(dtype):
+    return isinstance(dtype, str) and dtype == CHECKED
+
+
 def _torch_dtype(dtype):
     """A floating torch dtype from a torch dtype, a NumPy dtype or a name ("float32");
     :data:`CHECKED` computes in float64 (its fast predict re-checks in float64)."""
-    if isinstance(dtype, str) and dtype == CHECKED:
+    if _is_checked(dtype):
         return torch.float64
     found = dtype
     if isinstance(dtype, str):
@@ -91,10 +95,6 @@ def _all_finite(X):
         if not torch.isfinite(chunk.sum()) and not torch.isfinite(chunk).all():
             return False
     return True
-
-
-def _is_checked(dtype):
-    return isinstance(dtype, str) and dtype == CHECKED
 
 
 # Bounds of the float32-checked prediction (see _margins).

@@ -358,7 +358,7 @@ def train(runs, *, out=".", root=None, device="auto", graphs=None, stack=None, p
     dataset, model = runs[0].dataset, runs[0].model
     spec = data.info(dataset)
     models.check_name(model)
-    device = pick_device(device) if isinstance(device, str) else device
+    device = pick_device(device)
     set_precision(device, schedule.tf32)
     train_split = data.load(dataset, root, train=True)
     if schedule.subset is not None and not 0 < schedule.subset <= len(train_split):
