@@ -12,6 +12,7 @@ THRESHOLD = 0.99      # share of each class's energy kept (or a whole number of 
 LAYERS = None         # None: every probed layer of the model
 PER_SAMPLE_BN = True  # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
 BATCH = 1000          # images per forward pass
+ROWS_ON_DISK = False  # True: MASC's activations in temporary files, not RAM (big layers)
 SUBSET = None         # None: the training samples the model was trained on
 DEVICE = "auto"
 DATA = None

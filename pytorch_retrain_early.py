@@ -25,6 +25,7 @@ SHUFFLE = False         # the reference's fixed data order; True (--shuffle): re
 LAYERS = None           # None: every probed layer of the model
 PER_SAMPLE_BN = True    # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
 BATCH = 1000            # images per forward pass of the read-out
+ROWS_ON_DISK = False    # True: MASC's activations in temporary files, not RAM (big layers)
 SUBSET = None           # None: the training samples the model was trained on
 DEVICE = "auto"
 DATA = None

@@ -177,6 +177,9 @@ SETTINGS = {
                              "statistics, as the paper read it out (no effect on models without "
                              "BatchNorm); --eval-bn: its running statistics", off="--eval-bn"),
     "BATCH": Setting("--batch", positive_int, "images per forward pass of the read-out"),
+    "ROWS_ON_DISK": Setting("--rows-on-disk", None, "MASC keeps each layer's activations in "
+                            "temporary files ($TMPDIR) instead of memory: same results, for "
+                            "layers too big for RAM (ResNet-18 on CIFAR)", off="--rows-in-memory"),
     "THRESHOLD": Setting("--threshold", threshold, "MASC: share of each class's energy kept, or "
                          "a whole number of components"),
     "THRESHOLDS": Setting("--thresholds", threshold, "MASC thresholds: shares in (0, 1) and/or "
@@ -270,7 +273,8 @@ def parser(description, defaults, models=MODELS, many=False, readout=False):
 def readout_settings(args):
     """The :class:`MASC.readout.Settings` that a script's read-out flags give."""
     return Settings(layers=args.layers, device=args.device, batch_size=args.batch,
-                    per_sample_bn=args.per_sample_bn)
+                    per_sample_bn=args.per_sample_bn,
+                    rows_on_disk=getattr(args, "rows_on_disk", False))
 
 
 def trained_runs(args):

@@ -49,6 +49,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
 from .errors import MASCError
+from .rowfile import RowFile
 
 # fitted attributes computed by solve(); partial_fit drops them, the next access solves again
 _SOLVED = ("classes_", "n_samples_per_class_", "components_", "n_components_",
@@ -244,8 +245,12 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         """Fit the per-class subspaces on (X, y); returns self.
 
         ``classes`` (optional) lists every class expected: a listed class without rows is an
-        error, and so is a label not listed."""
+        error, and so is a label not listed. X may be a :class:`~MASC.rowfile.RowFile` (rows on
+        disk): each class block is read when its subspace is solved, and X is not kept."""
         self._reset()
+        if isinstance(X, RowFile):
+            self._check_params()
+            return self._fit_shared(self._check_X(X, reset=True, fitting=True), y, classes)
         return self.partial_fit(X, y, classes=classes).solve()
 
     def partial_fit(self, X, y, classes=None):
@@ -257,6 +262,9 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
             raise MASCError("this estimator was fitted by fit_labellings from shared rows, which "
                             "it does not keep, so partial_fit cannot extend it; fit it again on "
                             "all the rows")
+        if isinstance(X, RowFile):
+            raise MASCError("partial_fit takes batches in memory; fit a RowFile with fit or "
+                            "fit_labellings")
         first = not self.__dict__.get("_count")
         if first:
             self._reset()
@@ -327,6 +335,8 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_X(self, X, reset=False, fitting=False):
         """X as a 2-D tensor on the fitted device (set here when ``reset``), checked."""
+        if isinstance(X, RowFile):  # rows on disk, checked finite as written, read in batches
+            return self._check_row_file(X, reset)
         given = X
         if not torch.is_tensor(X):
             try:  # DataFrames, lists, object arrays; sparse input is a TypeError from here
@@ -366,6 +376,19 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
                             "(impute or drop those rows)")
         if fitting and not X.is_floating_point():
             X = X.double()
+        return X
+
+    def _check_row_file(self, X, reset):
+        X.check_complete()
+        if reset:
+            if len(X) == 0:
+                raise MASCError("X is empty: the RowFile has 0 rows while a minimum of 1 is "
+                                "required.")
+            self._device = X.device if self.device is None else torch.device(self.device)
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise MASCError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                            f"{self.n_features_in_} features as input")
         return X
 
     def _check_y(self, y, n):
@@ -445,7 +468,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         R = torch.empty(len(index), X.shape[1], dtype=torch.float64, device=self._device)
         step = max(1, GATHER_CHUNK // X.shape[1])
         for i in range(0, len(index), step):
-            R[i:i + step] = X[index[i:i + step]]
+            R[i:i + step] = X[index[i:i + step]].to(self._device)
         return R
 
     def _subspace(self, c):
@@ -508,7 +531,8 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         X = self._check_X(X)
         out = torch.empty(len(X), len(self.classes_), dtype=self._dtype, device=self._device)
         for start in range(0, len(X), self.batch_size):
-            out[start:start + self.batch_size] = self._cos2_batch(X[start:start + self.batch_size])
+            out[start:start + self.batch_size] = self._cos2_batch(
+                X[start:start + self.batch_size].to(self._device))
         return out
 
     def _best(self, X):
@@ -528,7 +552,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         best = torch.empty(len(X), dtype=torch.long, device=self._device)
         self._rechecked = 0  # rows of the last predict classified again in float64
         for start in range(0, len(X), self.batch_size):
-            xb = X[start:start + self.batch_size]
+            xb = X[start:start + self.batch_size].to(self._device)
             norm = torch.linalg.vector_norm(xb.float(), dim=1).double().square()
             energy = (xb.float() @ self._W32.T).square_() @ self._member32
             cos2 = energy.double() / norm[:, None]
@@ -548,8 +572,8 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _like(result, X):
-        """A tensor for tensor input, NumPy for anything else."""
-        return result if torch.is_tensor(X) else result.cpu().numpy()
+        """A tensor for tensor (or RowFile) input, NumPy for anything else."""
+        return result if _tensor_in(X) else result.cpu().numpy()
 
     def decision_function(self, X):
         """cos^2 of the angle between each row of X and each class subspace, (n, n_classes).
@@ -570,13 +594,17 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """The class of smallest angle for each row of X (ties go to the lowest class)."""
         best = self._best(X)
-        if torch.is_tensor(X) and self._classes_t is not None:
+        if _tensor_in(X) and self._classes_t is not None:
             return self._classes_t[best]
         return self.classes_[best.cpu().numpy()]
 
     def score(self, X, y):
         """Accuracy on (X, y), rounded to 4 decimals as the reference reports it."""
         return accuracy(self.predict(X), y)
+
+
+def _tensor_in(X):
+    return torch.is_tensor(X) or isinstance(X, RowFile)
 
 
 def _numpy(a):

@@ -19,6 +19,7 @@ from .errors import MASCError
 from .layers import check_layers, tapped
 from .devices import pick_device, sync
 from .masc import iter_labellings
+from .rowfile import RowFile
 
 BATCH = 1000
 
@@ -52,11 +53,13 @@ class Settings:
     device: str = "auto"
     batch_size: int = BATCH
     per_sample_bn: bool = True  # ResNet BatchNorm on each image alone, as the paper read it out
+    rows_on_disk: bool = False  # MASC's activations in temporary files ($TMPDIR), not in memory
 
     def reader(self, net, dataset):
         """A :class:`Reader` of ``net`` with these settings."""
         return Reader(net, dataset, layers=self.layers, device=self.device,
-                      batch_size=self.batch_size, per_sample_bn=self.per_sample_bn)
+                      batch_size=self.batch_size, per_sample_bn=self.per_sample_bn,
+                      rows_on_disk=self.rows_on_disk)
 
 
 @dataclass
@@ -80,11 +83,13 @@ class Reader:
 
     ``layers``: short names (None: every tapped layer); ``per_sample_bn``: ResNet BatchNorm with
     each image's own statistics (the paper's read-out); the network runs in eval mode under
-    ``no_grad`` on ``device`` in batches of ``batch_size`` images."""
+    ``no_grad`` on ``device`` in batches of ``batch_size`` images. ``rows_on_disk``: MASC keeps a
+    layer's activations in temporary files (:class:`~MASC.rowfile.RowFile`) instead of memory
+    (same k and predictions; for layers whose rows do not fit)."""
 
     def __init__(self, net, dataset, *, layers=None, device="cpu", batch_size=BATCH,
-                 per_sample_bn=False):
-        self.dataset, self.batch_size = dataset, batch_size
+                 per_sample_bn=False, rows_on_disk=False):
+        self.dataset, self.batch_size, self.rows_on_disk = dataset, batch_size, rows_on_disk
         self.device = pick_device(device)
         self.layers = check_layers(net, layers)
         self.net = (per_sample_batchnorm(net) if per_sample_bn else net).to(self.device).eval()
@@ -114,7 +119,8 @@ class Reader:
         stores that layer's activations once; each labelling of ``split`` (name -> labels) is
         fitted from the stored rows (:func:`~MASC.masc.iter_labellings`), predicts them and the
         image sets, and is freed before the next. Only predictions are kept, so memory holds one
-        layer's rows and one labelling's subspaces. k and predictions are those of
+        layer's rows (none with ``rows_on_disk``) and one labelling's subspaces. k and predictions
+        are those of
         :meth:`MASC.masc.MinimumAngleSubspaceClassifier.fit` on the layer's activations."""
         for layer in self.layers:
             (rows, *images), network = self._activations([split.images, *image_sets], layer)
@@ -133,21 +139,28 @@ class Reader:
                 found.predict_seconds[name] = time.perf_counter() - tic
                 del est
                 tic = time.perf_counter()
+            for acts in (rows, *images):
+                if isinstance(acts, RowFile):
+                    acts.close()
             del rows, images
             yield found
 
     def _activations(self, image_sets, layer):
         """One layer's activations for each of ``image_sets`` (one forward pass over them, each
-        set in a single preallocated tensor on the device) and the network's predictions on every
-        set but the first."""
+        set in a single preallocated tensor on the device, or a RowFile) and the network's
+        predictions on every set but the first."""
         stored, network = [], []
         for i, images in enumerate(image_sets):
             acts, logits = None, []
             for rows, found, out in self.batches(images, [layer]):
                 a = found[layer]
                 if acts is None:
-                    acts = torch.empty(len(images), a.shape[1], dtype=a.dtype, device=a.device)
-                acts[rows] = a
+                    acts = (RowFile(len(images), a.shape[1]) if self.rows_on_disk else
+                            torch.empty(len(images), a.shape[1], dtype=a.dtype, device=a.device))
+                if self.rows_on_disk:
+                    acts.write(rows.start, a)
+                else:
+                    acts[rows] = a
                 logits.append(out.argmax(1).cpu())
             stored.append(acts)
             if i:

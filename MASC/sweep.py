@@ -32,6 +32,7 @@ TEST_SUBSET = None        # first N test images in the per-epoch evaluation only
 SHUFFLE = False
 EXPS = None               # MASC experiments; None: 1 and 2, and 3 when the sweep trains p = 0.0
 LAYERS = None             # MASC: None for every probed layer
+ROWS_ON_DISK = False      # MASC: each layer's activations in temporary files, not RAM (big layers)
 DEVICE = "auto"
 DATA = None               # $MASC_DATA or ./data
 OUT = "."
@@ -69,10 +70,10 @@ class Train(submitit.helpers.Checkpointable):
 class Masc(submitit.helpers.Checkpointable):
     """One MASC task: the experiments ``exps`` of one trained run (rerun: done again)."""
 
-    def __call__(self, dataset, model, p, run, exps, out, root, device, layers):
+    def __call__(self, dataset, model, p, run, exps, out, root, device, layers, rows_on_disk):
         trained = runs.load_run(out, dataset, model, p, run, root=root)
-        table = experiments.masc_experiments(trained, exps,
-                                             readout=Settings(layers=layers, device=device))
+        readout = Settings(layers=layers, device=device, rows_on_disk=rows_on_disk)
+        table = experiments.masc_experiments(trained, exps, readout=readout)
         return len(table)
 
 
@@ -96,7 +97,8 @@ def plan(args):
                         "train them first), or leave 3 out of --exps")
     if exps:
         stages.append(("masc", Masc(), [dict(dataset=args.dataset, model=args.model, p=c, run=r,
-                                              exps=exps, layers=args.layers, **common)
+                                              exps=exps, layers=args.layers,
+                                              rows_on_disk=args.rows_on_disk, **common)
                                          for c in corrs for r in run_ids]))
     return stages
 

@@ -2,15 +2,16 @@
 
     python benchmarks/bench_memory.py --layers l0                      # the 16,384-d layer, full size
     python benchmarks/bench_memory.py --layers l3 bf_last --rows 2000 --check   # small, vs fit
-    python benchmarks/bench_memory.py --layers l0 --old --rows 10000   # today's path, for the baseline
+    python benchmarks/bench_memory.py --layers l0 --old --rows 10000   # the former path, for the baseline
 
 Each layer runs in a fresh subprocess, so its peak resident memory (VmHWM; on CUDA also
 ``torch.cuda.max_memory_allocated``) is its own. The activations are generated, not read: 50,000
 float32 rows (10 balanced classes) of each layer's dimension, as ResNet-18 gives it for a 3x32x32
 image, post-ReLU (non-negative) with a power-law spectrum: a class mean plus noise of rank RANK
 whose variances decay as j^-ALPHA, through a ReLU. The corrupted labelling (p = 0.8, the
-reference's rule) and the true one are fitted from ONE float32 copy of the rows
-(``MASC.masc.iter_labellings``), one labelling at a time; each labelling then predicts the training
+reference's rule) and the true one are fitted from ONE float32 copy of the rows, kept in a
+temporary file (``MASC.rowfile.RowFile``; ``--rows-in-memory``: a tensor) by
+``MASC.masc.iter_labellings``, one labelling at a time; each labelling then predicts the training
 rows (scored against both labellings) and the test rows (generated in batches, as a model would
 stream them). ``--old`` runs the former path instead: one estimator per labelling, fed in batches of
 1,000 rows by ``partial_fit`` (as the read-out did before ``Reader.masc_by_layer``), each
@@ -30,9 +31,10 @@ import pandas as pd
 import torch
 
 HERE = Path(__file__).resolve().parent
-from MASC import MinimumAngleSubspaceClassifier, layers, masc, models, results
+from MASC import MinimumAngleSubspaceClassifier, masc, results
 from MASC.corruption import corrupt_labels
 from MASC.devices import sync
+from MASC.rowfile import RowFile
 
 ROWS, TEST_ROWS, CLASSES, P = 50_000, 10_000, 10, 0.8
 RANK, ALPHA, BATCH = 1024, 1.0, 1000
@@ -43,6 +45,7 @@ GB = 1024 ** 3
 
 def resnet_dims():
     """{layer: D} of ResNet-18's tapped layers for one 3x32x32 image (CIFAR-10)."""
+    from MASC import layers, models  # in the parent only: the children's RSS stays MASC's own
     net = models.build("ResNet18", "CIFAR10").eval()
     with torch.no_grad():
         return {k: v.shape[1] for k, v in layers.activations(net, torch.zeros(1, 3, 32, 32)).items()}
@@ -66,11 +69,16 @@ class Activations:
         noise = (torch.randn(n, self.rank, generator=g) * self.scale) @ self.basis
         return torch.relu(self.means[y] + noise), y
 
-    def rows(self, n, salt=0):
-        """All n rows in one preallocated float32 tensor (no second copy), and their labels."""
-        X = torch.empty(n, self.basis.shape[1])
+    def rows(self, n, salt=0, on_disk=False):
+        """All n rows in one float32 store (a RowFile, or a preallocated tensor), and their
+        labels."""
+        X = RowFile(n, self.basis.shape[1]) if on_disk else torch.empty(n, self.basis.shape[1])
         for start in range(0, n, BATCH):
-            X[start:start + BATCH] = self.batch(start, min(BATCH, n - start), salt)[0]
+            x = self.batch(start, min(BATCH, n - start), salt)[0]
+            if on_disk:
+                X.write(start, x)
+            else:
+                X[start:start + BATCH] = x
         return X, torch.arange(n) % self.classes
 
 
@@ -83,12 +91,12 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def theoretical_gb(D, rows, test_rows, k_mean, classes, old):
-    """Bytes (GiB) that must be resident at once: the stored rows (one float32 copy; the old
-    path keeps one per labelling), one labelling's float64 components, a class's Gram-route
-    temporaries (float64 block, Gram and eigenvectors, D x k twice)."""
+def theoretical_gb(D, rows, test_rows, k_mean, classes, old, on_disk):
+    """Bytes (GiB) that must be resident at once: the stored rows (one float32 copy, none on
+    disk; the old path keeps one per labelling), one labelling's float64 components, a class's
+    Gram-route temporaries (float64 block, Gram and eigenvectors, D x k twice)."""
     n_c = rows // classes
-    stored = (2 if old else 1) * rows * D * 4
+    stored = 0 if on_disk else (2 if old else 1) * rows * D * 4
     components = classes * k_mean * D * 8 * (2 if old else 1)
     temporary = n_c * D * 8 + 2 * min(n_c, D) ** 2 * 8 + 2 * D * k_mean * 8
     return (stored + components + temporary) / GB
@@ -108,10 +116,11 @@ def one_layer(args, layer, D):
     if args.old:
         fitted = old_path(gen, labellings, args, params)
     else:
-        X = gen.rows(args.rows)[0].to(device)
+        X = gen.rows(args.rows, on_disk=not args.rows_in_memory)[0]
+        X = X if isinstance(X, RowFile) else X.to(device)
         fitted = masc.iter_labellings(X, labellings, **params)
     generated = time.perf_counter() - tic
-    row = {"layer": layer, "D": D, "rows": args.rows, "path": "old" if args.old else "shared",
+    row = {"layer": layer, "D": D, "rows": args.rows, "path": path_name(args),
            "device": str(device), "threads": torch.get_num_threads(), "rank": args.rank,
            "alpha": args.alpha, "predict_dtype": args.predict_dtype}
     fit_s = predict_s = 0.0
@@ -136,7 +145,7 @@ def one_layer(args, layer, D):
         row[f"train_acc_vs_true_{name}"] = masc.accuracy(train_pred, true[:len(train_pred)])
         row[f"test_acc_{name}"] = masc.accuracy(test_pred, test_true)
         if args.check:
-            rows = X if X is not None else gen.rows(args.rows)[0]
+            rows = gen.rows(args.rows)[0].to(device)
             plain = MinimumAngleSubspaceClassifier(THRESHOLD, device=device).fit(
                 rows, labellings[name], classes=range(CLASSES))
             same &= list(plain.n_components_) == list(est.n_components_)
@@ -150,23 +159,28 @@ def one_layer(args, layer, D):
     row.update(generate_s=round(generated, 2), fit_s=round(fit_s, 2),
                predict_s=round(predict_s, 2), peak_rss_gb=round(peak_rss_gb(), 3),
                theoretical_gb=round(theoretical_gb(D, args.rows, args.test_rows, max(
-                   row["k_mean_corrupted"], row["k_mean_original"]), CLASSES, args.old), 3))
+                   row["k_mean_corrupted"], row["k_mean_original"]), CLASSES, args.old,
+                   path_name(args) == "disk"), 3))
     row["peak_rss_mb"] = round(row["peak_rss_gb"] * 1024, 1)
     if device.type == "cuda":
         row["cuda_peak_gb"] = round(torch.cuda.max_memory_allocated() / GB, 3)
     return row
 
 
+def path_name(args):
+    return "old" if args.old else "memory" if args.rows_in_memory else "disk"
+
+
 def predict_rows(est, X, gen, n, device, salt):
     """Predictions for the first n rows: of X when given, else generated in batches."""
     if X is not None:
-        return est.predict(X[:n]).cpu()
+        return est.predict(X if n == len(X) else X[:n]).cpu()
     return torch.cat([est.predict(gen.batch(s, min(BATCH, n - s), salt)[0].to(device)).cpu()
                       for s in range(0, n, BATCH)])
 
 
 def old_path(gen, labellings, args, params):
-    """Today's path: an estimator per labelling, partial_fit in batches, each keeping its rows."""
+    """The former path: an estimator per labelling, partial_fit in batches, each keeping its rows."""
     classes = params.pop("classes")
     ests = {name: MinimumAngleSubspaceClassifier(**params) for name in labellings}
     for start in range(0, args.rows, BATCH):
@@ -190,7 +204,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=1024, help="rows projected at once")
     p.add_argument("--predict-dtype", default="float64")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--old", action="store_true", help="today's path (one copy per labelling)")
+    p.add_argument("--old", action="store_true", help="the former path (one copy per labelling)")
+    p.add_argument("--rows-in-memory", action="store_true",
+                   help="shared rows in a tensor instead of a temporary file")
     p.add_argument("--check", action="store_true", help="assert same k and predictions as fit")
     p.add_argument("--csv", default=str(CSV))
     p.add_argument("--force", action="store_true", help="recompute layers already in the CSV")
@@ -208,7 +224,7 @@ def main(argv=None):
     path = Path(args.csv)
     done = set() if args.force or not path.exists() else set(
         results.read_csv(path, ["layer", "path", "rows"]).query(
-            f"path == '{'old' if args.old else 'shared'}' and rows == {args.rows}").layer)
+            f"path == '{path_name(args)}' and rows == {args.rows}").layer)
     rows = []
     print(f"{'layer':8} {'D':>6} {'path':6} {'k (ỹ / y*)':>15} {'fit s':>8} {'predict s':>9} "
           f"{'peak RSS GB':>11} {'theory GB':>9}", flush=True)

@@ -14,20 +14,23 @@ from MASC.corruption import corrupt_labels
 pytestmark = requires_mnist
 
 
-def _setup(data_root, batch_size=70):
+def _setup(data_root, batch_size=70, rows_on_disk=False):
     train = data.load("MNIST", data_root, True).first(300)
     test = data.load("MNIST", data_root, False).first(120)
     torch.manual_seed(0)
-    reader = readout.Reader(models.build("CNN", "MNIST"), "MNIST", batch_size=batch_size)
+    reader = readout.Reader(models.build("CNN", "MNIST"), "MNIST", batch_size=batch_size,
+                            rows_on_disk=rows_on_disk)
     given = {"corrupted": corrupt_labels(train.labels.numpy(), 0.5, 10), "original": train.labels}
     return reader, train, test, given
 
 
-@pytest.mark.slow  # about 5 s: fits every layer twice
-def test_masc_by_layer_equals_fitting_every_layer_at_once(data_root):
-    """k, predictions on the fitting rows and on two image sets, and the network's predictions
-    (break: predict the image sets with the other labelling's estimator)."""
-    reader, train, test, given = _setup(data_root)
+@pytest.mark.slow  # about 5 s each: fits every layer twice
+@pytest.mark.parametrize("rows_on_disk", [False, True])
+def test_masc_by_layer_equals_fitting_every_layer_at_once(data_root, rows_on_disk):
+    """k, predictions on the fitting rows and on two image sets, and the network's predictions,
+    with the activations in memory or in temporary files (break: predict the image sets with the
+    other labelling's estimator)."""
+    reader, train, test, given = _setup(data_root, rows_on_disk=rows_on_disk)
     on_train, _ = reader.collect(train.images)
     on_test, net_test = reader.collect(test.images)
     on_part, net_part = reader.collect(test.images[:50])

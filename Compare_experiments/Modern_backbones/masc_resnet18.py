@@ -17,6 +17,7 @@ THRESHOLD = 0.99
 LAYERS = None         # None: l0 l0_1 l0_2 l0_3 l1 l2 l3 l4 bf_last
 PER_SAMPLE_BN = True   # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
 BATCH = 500
+ROWS_ON_DISK = False   # True: MASC's activations in temporary files, not RAM (big layers)
 SUBSET = None         # None: the training samples the model was trained on
 DEVICE = "auto"
 DATA = None

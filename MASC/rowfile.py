@@ -1,0 +1,97 @@
+"""Float32 rows kept on disk, so that a layer's activations need not sit in memory.
+
+A :class:`RowFile` is an anonymous temporary file (``tempfile.TemporaryFile``: removed by the OS
+when closed or when the process dies; its folder is ``$TMPDIR``) of ``n`` rows of ``dim`` float32
+values. Rows are written in batches and read back by range or by index with plain reads, never
+mapped, so what was read is the only part resident in the process; the rest lives in the
+operating system's page cache, which it can drop. MASC fits and predicts from it one class block or
+one batch at a time (``MinimumAngleSubspaceClassifier.fit``/``predict``, ``iter_labellings``).
+"""
+import tempfile
+
+import numpy as np
+import torch
+
+from .errors import MASCError
+
+ITEM = 4  # bytes per float32
+
+
+class RowFile:
+    """``n`` x ``dim`` float32 rows in a temporary file: ``write(start, rows)``, then ``rows[i:j]``
+    or ``rows[index]`` (a tensor of row numbers or a boolean mask) as CPU float32 tensors."""
+
+    def __init__(self, n, dim, folder=None):
+        if n < 0 or dim < 1:
+            raise MASCError(f"a RowFile needs n >= 0 rows of dim >= 1 values, got {n} x {dim}")
+        self.shape = (int(n), int(dim))
+        self.device = torch.device("cpu")
+        self._file = tempfile.TemporaryFile(dir=folder, buffering=0)
+        self._file.truncate(n * dim * ITEM)
+        self._written = 0
+
+    def __len__(self):
+        return self.shape[0]
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def write(self, start, rows):
+        """Store ``rows`` (b x dim, finite) as rows start..start+b-1, in float32."""
+        rows = torch.as_tensor(rows).detach()
+        if rows.dim() != 2 or rows.shape[1] != self.shape[1] or start + len(rows) > len(self):
+            raise MASCError(f"cannot write rows of shape {tuple(rows.shape)} at row {start} of a "
+                            f"RowFile of shape {self.shape}")
+        if not torch.isfinite(rows).all():
+            raise MASCError(f"rows {start}-{start + len(rows) - 1} contain NaN or infinite values; "
+                            f"MASC needs finite features")
+        array = np.ascontiguousarray(rows.to("cpu", torch.float32).numpy())
+        self._file.seek(start * self.shape[1] * ITEM)
+        view = memoryview(array).cast("B")
+        while len(view):
+            view = view[self._file.write(view):]
+        self._written = max(self._written, start + len(rows))
+
+    def _read_into(self, out, start):
+        """Fill the float32 array ``out`` (consecutive rows) from row ``start``."""
+        self._file.seek(start * self.shape[1] * ITEM)
+        view = memoryview(out).cast("B")
+        while len(view):
+            got = self._file.readinto(view)
+            if not got:
+                raise MASCError("a RowFile ended early: its temporary file was truncated")
+            view = view[got:]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise MASCError("a RowFile is read in steps of one row")
+            out = np.empty((max(0, stop - start), self.shape[1]), np.float32)
+            if len(out):
+                self._read_into(out, start)
+            return torch.from_numpy(out)
+        index = torch.as_tensor(index).cpu()
+        if index.dtype == torch.bool:
+            index = index.nonzero().squeeze(1)
+        index = index.numpy().astype(np.int64).ravel()
+        if len(index) and (index.min() < 0 or index.max() >= len(self)):
+            raise MASCError(f"row index out of range for a RowFile of {len(self)} rows")
+        out = np.empty((len(index), self.shape[1]), np.float32)
+        breaks = np.flatnonzero(np.diff(index) != 1) + 1  # runs of consecutive rows: one read each
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(index)]):
+            if hi > lo:
+                self._read_into(out[lo:hi], index[lo])
+        return torch.from_numpy(out)
+
+    def check_complete(self):
+        """Refuse a file whose last rows were never written (they would read as zeros)."""
+        if self._written < len(self):
+            raise MASCError(f"only {self._written} of the RowFile's {len(self)} rows were "
+                            f"written; write every row before fitting or predicting")
