@@ -40,7 +40,7 @@ ROWS, TEST_ROWS, CLASSES, P = 50_000, 10_000, 10, 0.8
 RANK, ALPHA, BATCH = 1024, 1.0, 1000
 THRESHOLD = 0.99
 CSV = HERE / "results" / "memory.csv"
-GB = 1024 ** 3
+GIB = 1024 ** 3
 
 
 def resnet_dims():
@@ -82,7 +82,7 @@ class Activations:
         return X, torch.arange(n) % self.classes
 
 
-def peak_rss_gb():
+def peak_rss_gib():
     """This process's peak resident set (VmHWM), GiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -91,7 +91,7 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def theoretical_gb(D, rows, test_rows, k_mean, classes, old, on_disk):
+def theoretical_gib(D, rows, test_rows, k_mean, classes, old, on_disk):
     """Bytes (GiB) that must be resident at once: the stored rows (one float32 copy, none on
     disk; the old path keeps one per labelling), one labelling's float64 components, a class's
     Gram-route temporaries (float64 block, Gram and eigenvectors, D x k twice)."""
@@ -99,7 +99,7 @@ def theoretical_gb(D, rows, test_rows, k_mean, classes, old, on_disk):
     stored = 0 if on_disk else (2 if old else 1) * rows * D * 4
     components = classes * k_mean * D * 8 * (2 if old else 1)
     temporary = n_c * D * 8 + 2 * min(n_c, D) ** 2 * 8 + 2 * D * k_mean * 8
-    return (stored + components + temporary) / GB
+    return (stored + components + temporary) / GIB
 
 
 def one_layer(args, layer, D):
@@ -157,13 +157,13 @@ def one_layer(args, layer, D):
     if args.check:
         row["same_as_fit"] = same
     row.update(generate_s=round(generated, 2), fit_s=round(fit_s, 2),
-               predict_s=round(predict_s, 2), peak_rss_gb=round(peak_rss_gb(), 3),
-               theoretical_gb=round(theoretical_gb(D, args.rows, args.test_rows, max(
+               predict_s=round(predict_s, 2), peak_rss_gib=round(peak_rss_gib(), 3),
+               theoretical_gib=round(theoretical_gib(D, args.rows, args.test_rows, max(
                    row["k_mean_corrupted"], row["k_mean_original"]), CLASSES, args.old,
                    path_name(args) == "disk"), 3))
-    row["peak_rss_mb"] = round(row["peak_rss_gb"] * 1024, 1)
+    row["peak_rss_mib"] = round(row["peak_rss_gib"] * 1024, 1)
     if device.type == "cuda":
-        row["cuda_peak_gb"] = round(torch.cuda.max_memory_allocated() / GB, 3)
+        row["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated() / GIB, 3)
     return row
 
 
@@ -227,7 +227,7 @@ def main(argv=None):
             f"path == '{path_name(args)}' and rows == {args.rows}").layer)
     rows = []
     print(f"{'layer':8} {'D':>6} {'path':6} {'k (ỹ / y*)':>15} {'fit s':>8} {'predict s':>9} "
-          f"{'peak RSS GB':>11} {'theory GB':>9}", flush=True)
+          f"{'peak RSS GiB':>12} {'theory GiB':>10}", flush=True)
     for layer in chosen:
         D = max(1, int(dims[layer] * args.scale))
         if layer in done:
@@ -242,11 +242,11 @@ def main(argv=None):
         rows.append(row)
         print(f"{layer:8} {D:6} {row['path']:6} {row['k_mean_corrupted']:7.1f} / "
               f"{row['k_mean_original']:6.1f} {row['fit_s']:8.1f} {row['predict_s']:9.1f} "
-              f"{row['peak_rss_gb']:11.2f} {row['theoretical_gb']:9.2f}"
+              f"{row['peak_rss_gib']:12.2f} {row['theoretical_gib']:10.2f}"
               + (f"  same as fit: {row['same_as_fit']}" if "same_as_fit" in row else ""), flush=True)
         results.merge_csv(pd.DataFrame([row]), path, ["layer", "path", "rows", "D"])
     if rows:
-        print(f"largest peak: {max(r['peak_rss_gb'] for r in rows):.2f} GB; "
+        print(f"largest peak: {max(r['peak_rss_gib'] for r in rows):.2f} GiB; "
               f"total time {sum(r['fit_s'] + r['predict_s'] for r in rows):.0f} s")
     return rows
 

@@ -159,6 +159,6 @@ def test_bench_memory_small_is_exact_and_reports_its_peak(tmp_path):
     rows = bench_memory.main(["--layers", "l3", "bf_last", "--rows", "1000", "--scale", "0.125",
                               "--check", "--csv", str(tmp_path / "memory.csv")])
     assert [r["layer"] for r in rows] == ["l3", "bf_last"]
-    assert all(r["same_as_fit"] and r["peak_rss_mb"] > 0 for r in rows)
+    assert all(r["same_as_fit"] and r["peak_rss_mib"] > 0 for r in rows)
     import pandas as pd
     assert list(pd.read_csv(tmp_path / "memory.csv").layer) == ["l3", "bf_last"]
