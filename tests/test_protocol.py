@@ -1,4 +1,5 @@
 """The paper's protocol is the default; each opt-in flag changes only what it names."""
+import argparse
 import importlib
 
 import numpy as np
@@ -59,9 +60,18 @@ def test_training_defaults_are_the_papers():
 @pytest.mark.parametrize("script, flag, dest", [
     ("training", "--shuffle", "shuffle"), ("training", "--tf32", "tf32"),
     ("retrain", "--shuffle", "shuffle"),
-    ("masc", "--eval-bn", "per_sample_bn"), ("retrain", "--eval-bn", "per_sample_bn")])
+    ("masc", "--eval-bn", "per_sample_bn"), ("retrain", "--eval-bn", "per_sample_bn"),
+    ("masc", "--rows-on-disk", "rows_on_disk"), ("retrain", "--rows-on-disk", "rows_on_disk")])
 def test_each_opt_in_flag_changes_only_what_it_names(script, flag, dest):
     assert changed(script, flag) == {dest}
+
+
+def test_rows_on_disk_reaches_the_reader():
+    from MASC import cli
+    assert cli.readout_settings(argparse.Namespace(**parse("masc"))).rows_on_disk is False
+    flagged = cli.readout_settings(argparse.Namespace(**parse("retrain", ["--rows-on-disk"])))
+    assert flagged.rows_on_disk is True and flagged.reader(models.build("MLP", "MNIST"),
+                                                           "MNIST").rows_on_disk is True
 
 
 def test_readouts_use_per_image_batchnorm_by_default():
