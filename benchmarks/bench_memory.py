@@ -248,7 +248,21 @@ def main(argv=None):
     if rows:
         print(f"largest peak: {max(r['peak_rss_gib'] for r in rows):.2f} GiB; "
               f"total time {sum(r['fit_s'] + r['predict_s'] for r in rows):.0f} s")
+    if path.exists():
+        against_old(results.read_csv(path, ["layer", "path", "rows"]))
     return rows
+
+
+def against_old(table):
+    """Print each path's peak and time against the former path's ("old", the baseline) for every
+    layer and row count measured both ways."""
+    for (layer, n), group in table.groupby(["layer", "rows"], sort=False):
+        old = group[group.path == "old"]
+        for _, r in group[group.path != "old"].iterrows() if len(old) else ():
+            base = old.iloc[0]
+            print(f"{layer} at {n:,} rows, {r.path} vs old: peak {r.peak_rss_gib:.2f} / "
+                  f"{base.peak_rss_gib:.2f} GiB (x{base.peak_rss_gib / r.peak_rss_gib:.2f} less), "
+                  f"fit + predict {r.fit_s + r.predict_s:.0f} / {base.fit_s + base.predict_s:.0f} s")
 
 
 if __name__ == "__main__":

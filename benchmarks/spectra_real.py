@@ -3,10 +3,11 @@
     python benchmarks/spectra_real.py                     # l0, l2, l4; 5,000 images of one class
 
 bench_memory.py's cost is set by k, the components MASC keeps per class. This script measures k at
-the 0.99 threshold on real images of one class (MNIST and Fashion-MNIST digits upscaled to
-3x32x32, the only real images this machine has) read out of an untrained ResNet-18 (CIFAR-10 shape,
-per-image BatchNorm as the paper read it), and on the same number of bench_memory.py's generated
-rows of the same layer, so one can see whether the benchmark's memory and time are pessimistic.
+the 0.99 threshold on real images (MNIST and Fashion-MNIST upscaled to 3x32x32, the only real
+images this machine has) read out of an untrained ResNet-18 (CIFAR-10 shape, per-image BatchNorm as
+the paper read it), and on the same number of bench_memory.py's generated rows of the same layer,
+for one class ("one") and for rows of every class ("mixed": what a class of fully corrupted labels
+holds), so one can see whether the benchmark's memory and time are pessimistic.
 """
 import argparse
 import importlib.util
@@ -44,25 +45,33 @@ def main(argv=None):
     reader = readout.Reader(models.build("ResNet18", "CIFAR10"), "CIFAR10", layers=args.layers,
                             per_sample_bn=True, batch_size=250)
     print(f"k at {args.threshold} for {args.images} rows of one class", flush=True)
-    print(f"{'layer':8} {'D':>6} {'generated':>9} {'MNIST':>7} {'Fashion':>8}", flush=True)
-    found = {}
-    for name in ("MNIST", "FashionMNIST"):
+    sources = ("generated", "MNIST", "FashionMNIST")
+    print(f"{'layer':8} {'D':>6} " + " ".join(f"{s + ' ' + m:>18}" for s in sources
+                                               for m in ("one", "mixed")), flush=True)
+    found, dims = {}, {}
+    for name in sources[1:]:
         train = data.load(name, data.data_root(args.data), True)
-        images = train.images[train.labels == args.digit][:args.images]
-        images = F.interpolate(images.float(), size=32, mode="bilinear").round().clamp(0, 255)
-        acts, _ = reader.collect(images.to(torch.uint8).expand(-1, 3, -1, -1).contiguous())
-        found[name] = {layer: k_at(A, args.threshold) for layer, A in acts.items()}
-        dims = {layer: A.shape[1] for layer, A in acts.items()}
+        for mix, images in (("one", train.images[train.labels == args.digit][:args.images]),
+                            ("mixed", train.images[:args.images])):
+            images = F.interpolate(images.float(), size=32, mode="bilinear").round().clamp(0, 255)
+            acts, _ = reader.collect(images.to(torch.uint8).expand(-1, 3, -1, -1).contiguous())
+            for layer, A in acts.items():
+                found[name, mix, layer], dims[layer] = k_at(A, args.threshold), A.shape[1]
     rows = []
     for layer in args.layers:
-        gen = bench.Activations(dims[layer])  # class 0 of its true labelling: rows 0, 10, ...
-        batches = (gen.batch(s, bench.BATCH) for s in range(0, args.images * bench.CLASSES,
-                                                             bench.BATCH))
-        generated = k_at(torch.cat([x[y == 0] for x, y in batches]), args.threshold)
-        rows.append((layer, dims[layer], generated, found["MNIST"][layer],
-                     found["FashionMNIST"][layer]))
-        print(f"{layer:8} {dims[layer]:6} {generated:9} {found['MNIST'][layer]:7} "
-              f"{found['FashionMNIST'][layer]:8}", flush=True)
+        gen = bench.Activations(dims[layer])  # one class: rows 0, 10, ... of its true labelling
+        batches = [gen.batch(s, bench.BATCH) for s in range(0, args.images * bench.CLASSES,
+                                                            bench.BATCH)]
+        found["generated", "one", layer] = k_at(torch.cat([x[y == 0] for x, y in batches]),
+                                                args.threshold)
+        found["generated", "mixed", layer] = k_at(torch.cat([x for x, _ in batches])[
+            :args.images], args.threshold)
+        del batches
+        row = {"layer": layer, "D": dims[layer], **{f"{s}_{m}": found[s, m, layer]
+                                                     for s in sources for m in ("one", "mixed")}}
+        rows.append(row)
+        print(f"{layer:8} {dims[layer]:6} " + " ".join(f"{v:18}" for v in list(row.values())[2:]),
+              flush=True)
     return rows
 
 
