@@ -536,13 +536,15 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         return out
 
     def _best(self, X):
-        """Index of the class of smallest angle for each row of X (ties to the lowest)."""
+        """Index of the class of smallest angle for each row of X (ties to the lowest), batch by
+        batch: memory holds one batch's angles, not all of X's."""
         self.solve()
-        if not (_is_checked(self.predict_dtype) and self._dtype == torch.float64
-                and _float32_matmul_is_ieee(self._device)):  # (solved under another dtype)
-            return self._cos2(X).argmax(1)
         X = self._check_X(X)
-        if self._W32 is None:
+        checked = (_is_checked(self.predict_dtype) and self._dtype == torch.float64
+                   and _float32_matmul_is_ieee(self._device))  # (solved under another dtype)
+        if checked:
+            self._rechecked = 0  # rows of the last predict classified again in float64
+        if checked and self._W32 is None:
             self._W32 = self._W.float()
             # summing squared projections per class as a product with a 0/1 (K, C) matrix: any
             # summation order is covered by the bound, and a GEMM is faster than index_add_
@@ -550,25 +552,29 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
                 self._owner, len(self.classes_)).float()
             self._margin = _margins(self.n_components_, self.n_features_in_, self._device)
         best = torch.empty(len(X), dtype=torch.long, device=self._device)
-        self._rechecked = 0  # rows of the last predict classified again in float64
         for start in range(0, len(X), self.batch_size):
             xb = X[start:start + self.batch_size].to(self._device)
-            norm = torch.linalg.vector_norm(xb.float(), dim=1).double().square()
-            energy = (xb.float() @ self._W32.T).square_() @ self._member32
-            cos2 = energy.double() / norm[:, None]
-            pick = cos2.argmax(1)
-            # certain: the best class's lower bound beats every other class's upper bound, which
-            # stays below 1 (so float64's clamp to 1 cannot make a tie), and no under/overflow
-            lower = cos2.gather(1, pick[:, None]).squeeze(1) - self._margin[pick]
-            upper = (cos2 + self._margin).scatter_(1, pick[:, None], -math.inf)
-            rival = upper.max(1).values
-            sure = (lower > rival) & (rival < 1) & (norm >= SAFE_NORM2[0]) & (norm <= SAFE_NORM2[1])
-            redo = (~sure).nonzero().squeeze(1)
-            if len(redo):
-                pick[redo] = self._cos2_batch(xb[redo]).argmax(1)
-            self._rechecked += len(redo)
-            best[start:start + len(xb)] = pick
+            best[start:start + len(xb)] = (self._best_checked(xb) if checked else
+                                           self._cos2_batch(xb).argmax(1))
         return best
+
+    def _best_checked(self, xb):
+        """:meth:`_best` of a batch with float32 projections, near ties re-checked in float64."""
+        norm = torch.linalg.vector_norm(xb.float(), dim=1).double().square()
+        energy = (xb.float() @ self._W32.T).square_() @ self._member32
+        cos2 = energy.double() / norm[:, None]
+        pick = cos2.argmax(1)
+        # certain: the best class's lower bound beats every other class's upper bound, which
+        # stays below 1 (so float64's clamp to 1 cannot make a tie), and no under/overflow
+        lower = cos2.gather(1, pick[:, None]).squeeze(1) - self._margin[pick]
+        upper = (cos2 + self._margin).scatter_(1, pick[:, None], -math.inf)
+        rival = upper.max(1).values
+        sure = (lower > rival) & (rival < 1) & (norm >= SAFE_NORM2[0]) & (norm <= SAFE_NORM2[1])
+        redo = (~sure).nonzero().squeeze(1)
+        if len(redo):
+            pick[redo] = self._cos2_batch(xb[redo]).argmax(1)
+        self._rechecked += len(redo)
+        return pick
 
     @staticmethod
     def _like(result, X):
