@@ -7,6 +7,7 @@ mapped, so what was read is the only part resident in the process; the rest live
 operating system's page cache, which it can drop. MASC fits and predicts from it one class block or
 one batch at a time (``MinimumAngleSubspaceClassifier.fit``/``predict``, ``iter_labellings``).
 """
+import shutil
 import tempfile
 
 import numpy as np
@@ -26,6 +27,12 @@ class RowFile:
             raise MASCError(f"a RowFile needs n >= 0 rows of dim >= 1 values, got {n} x {dim}")
         self.shape = (int(n), int(dim))
         self.device = torch.device("cpu")
+        folder = folder or tempfile.gettempdir()
+        need, free = n * dim * ITEM, shutil.disk_usage(folder).free
+        if need > free:
+            raise MASCError(f"{n} x {dim} float32 rows need {need / 2**30:.2f} GiB in {folder}, "
+                            f"which has {free / 2**30:.2f} GiB free: free space there or set "
+                            f"TMPDIR to a folder on a bigger disk")
         self._file = tempfile.TemporaryFile(dir=folder, buffering=0)
         self._file.truncate(n * dim * ITEM)
         self._written = 0
@@ -54,8 +61,12 @@ class RowFile:
         array = np.ascontiguousarray(rows.to("cpu", torch.float32).numpy())
         self._file.seek(start * self.shape[1] * ITEM)
         view = memoryview(array).cast("B")
-        while len(view):
-            view = view[self._file.write(view):]
+        try:
+            while len(view):
+                view = view[self._file.write(view):]
+        except OSError as e:
+            raise MASCError(f"cannot write rows to the RowFile's temporary file ({e.strerror}): "
+                            f"free space in its folder or set TMPDIR to a bigger disk") from e
         self._written = max(self._written, start + len(rows))
 
     def _read_into(self, out, start):

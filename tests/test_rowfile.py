@@ -2,6 +2,7 @@
 from one gives the k, components and predictions of MASC on the same rows in memory, without
 making the rows resident."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,6 +50,12 @@ def test_bad_writes_are_refused():
         rows.write(0, torch.ones(2, 3))
         with pytest.raises(MASCError, match="only 2 of the RowFile's 4 rows were written"):
             MASC().fit(rows, [0, 1, 0, 1])
+
+
+def test_a_row_file_that_cannot_fit_on_its_disk_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10, 10, 5))
+    with pytest.raises(MASCError, match=r"need 0\.00 GiB in .*TMPDIR"):
+        RowFile(10, 3, folder=tmp_path)
 
 
 @pytest.mark.parametrize("predict_dtype", ["float64", masc.CHECKED])
