@@ -33,7 +33,9 @@ than dimensions; the subspace then comes from the N_c x N_c Gram matrix) or the 
 X_c^T X_c in float64. Both routes give the same subspace and the same k. :func:`fit_labellings`
 fits several labellings of the same rows from one stored copy (float32 stays float32), one class
 at a time: each class block is cast to float64 only for its Gram and eigh step and freed after, so
-k and the components are bit-identical to :meth:`fit`'s.
+k and the components are bit-identical to :meth:`fit`'s. X may also be a
+:class:`~MASC.rowfile.RowFile` (rows in a temporary file, for layers too big for memory): fit,
+:func:`fit_labellings` and predict then read one class block or batch at a time.
 
 Prediction (``predict_dtype="float32-checked"``): projections in float32, then every row whose best
 two classes are closer than a proven float32 error bound is classified again in float64 (see
