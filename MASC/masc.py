@@ -336,9 +336,39 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
                                 f"{self.device!r}") from None
 
     def _check_X(self, X, reset=False, fitting=False):
-        """X as a 2-D tensor on the fitted device (set here when ``reset``), checked."""
-        if isinstance(X, RowFile):  # rows on disk, checked finite as written, read in batches
-            return self._check_row_file(X, reset)
+        """X as a 2-D tensor on the fitted device (set here when ``reset``), checked; a RowFile
+        (rows on disk, checked finite as they were written) is returned as it is, read later in
+        batches."""
+        on_disk = isinstance(X, RowFile)
+        if on_disk:
+            X.check_complete()
+        else:
+            X = self._as_tensor(X, reset)
+        if fitting and reset and len(X) == 0:  # a later partial_fit may bring an empty batch
+            raise MASCError(f"X is empty: found array with 0 sample(s) (shape={tuple(X.shape)}) "
+                            f"while a minimum of 1 is required.")
+        if not reset and X.shape[1] != self.n_features_in_:
+            raise MASCError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                            f"{self.n_features_in_} features as input")
+        if X.shape[1] == 0:
+            raise MASCError(f"X has 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
+                            f"required.")
+        if reset:
+            self._device = X.device if self.device is None else torch.device(self.device)
+            self.n_features_in_ = X.shape[1]
+        if on_disk:
+            return X
+        X = X.to(self._device)
+        if not _all_finite(X):
+            raise MASCError("X contains NaN or infinite values; MASC needs finite features "
+                            "(impute or drop those rows)")
+        if fitting and not X.is_floating_point():
+            X = X.double()
+        return X
+
+    def _as_tensor(self, X, reset):
+        """Any array-like X as a real 2-D tensor; a DataFrame's column names are recorded (reset)
+        or compared."""
         given = X
         if not torch.is_tensor(X):
             try:  # DataFrames, lists, object arrays; sparse input is a TypeError from here
@@ -360,37 +390,6 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
             raise MASCError(str(e)) from e
         if X.is_complex():
             raise MASCError("Complex data not supported: MASC needs real-valued X")
-        if fitting and reset and len(X) == 0:  # a later partial_fit may bring an empty batch
-            raise MASCError(f"X is empty: found array with 0 sample(s) (shape={tuple(X.shape)}) "
-                            f"while a minimum of 1 is required.")
-        if not reset and X.shape[1] != self.n_features_in_:
-            raise MASCError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                            f"{self.n_features_in_} features as input")
-        if X.shape[1] == 0:
-            raise MASCError(f"X has 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
-                            f"required.")
-        if reset:
-            self._device = X.device if self.device is None else torch.device(self.device)
-            self.n_features_in_ = X.shape[1]
-        X = X.to(self._device)
-        if not _all_finite(X):
-            raise MASCError("X contains NaN or infinite values; MASC needs finite features "
-                            "(impute or drop those rows)")
-        if fitting and not X.is_floating_point():
-            X = X.double()
-        return X
-
-    def _check_row_file(self, X, reset):
-        X.check_complete()
-        if reset:
-            if len(X) == 0:
-                raise MASCError("X is empty: the RowFile has 0 rows while a minimum of 1 is "
-                                "required.")
-            self._device = X.device if self.device is None else torch.device(self.device)
-            self.n_features_in_ = X.shape[1]
-        elif X.shape[1] != self.n_features_in_:
-            raise MASCError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                            f"{self.n_features_in_} features as input")
         return X
 
     def _check_y(self, y, n):
@@ -532,10 +531,15 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         self.solve()
         X = self._check_X(X)
         out = torch.empty(len(X), len(self.classes_), dtype=self._dtype, device=self._device)
-        for start in range(0, len(X), self.batch_size):
-            out[start:start + self.batch_size] = self._cos2_batch(
-                X[start:start + self.batch_size].to(self._device))
+        for rows, xb in self._batches(X):
+            out[rows] = self._cos2_batch(xb)
         return out
+
+    def _batches(self, X):
+        """``(row slice, rows on the fitted device)`` over checked X, ``batch_size`` at a time."""
+        for start in range(0, len(X), self.batch_size):
+            xb = X[start:start + self.batch_size].to(self._device)
+            yield slice(start, start + len(xb)), xb
 
     def _best(self, X):
         """Index of the class of smallest angle for each row of X (ties to the lowest), batch by
@@ -554,10 +558,8 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
                 self._owner, len(self.classes_)).float()
             self._margin = _margins(self.n_components_, self.n_features_in_, self._device)
         best = torch.empty(len(X), dtype=torch.long, device=self._device)
-        for start in range(0, len(X), self.batch_size):
-            xb = X[start:start + self.batch_size].to(self._device)
-            best[start:start + len(xb)] = (self._best_checked(xb) if checked else
-                                           self._cos2_batch(xb).argmax(1))
+        for rows, xb in self._batches(X):
+            best[rows] = self._best_checked(xb) if checked else self._cos2_batch(xb).argmax(1)
         return best
 
     def _best_checked(self, xb):
