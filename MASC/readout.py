@@ -157,10 +157,7 @@ class Reader:
                 if acts is None:
                     acts = (RowFile(len(images), a.shape[1]) if self.rows_on_disk else
                             torch.empty(len(images), a.shape[1], dtype=a.dtype, device=a.device))
-                if self.rows_on_disk:
-                    acts.write(rows.start, a)
-                else:
-                    acts[rows] = a
+                acts[rows] = a
                 logits.append(out.argmax(1).cpu())
             stored.append(acts)
             if i:

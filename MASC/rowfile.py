@@ -19,8 +19,9 @@ ITEM = 4  # bytes per float32
 
 
 class RowFile:
-    """``n`` x ``dim`` float32 rows in a temporary file: ``write(start, rows)``, then ``rows[i:j]``
-    or ``rows[index]`` (a tensor of row numbers or a boolean mask) as CPU float32 tensors."""
+    """``n`` x ``dim`` float32 rows in a temporary file, written as ``rows[i:j] = batch``, read as
+    ``rows[i:j]`` or ``rows[index]`` (a tensor of row numbers or a boolean mask): CPU float32
+    tensors, like a tensor's rows."""
 
     def __init__(self, n, dim, folder=None):
         if n < 0 or dim < 1:
@@ -49,15 +50,20 @@ class RowFile:
     def __exit__(self, *exc):
         self.close()
 
-    def write(self, start, rows):
-        """Store ``rows`` (b x dim, finite) as rows start..start+b-1, in float32."""
+    def __setitem__(self, index, rows):
+        """Store ``rows`` (b x dim, finite) as rows ``index`` (a slice of b consecutive rows),
+        in float32."""
+        start, stop, step = (index.indices(len(self)) if isinstance(index, slice) else
+                             (None, None, None))
         rows = torch.as_tensor(rows).detach()
-        if rows.dim() != 2 or rows.shape[1] != self.shape[1] or start + len(rows) > len(self):
-            raise MASCError(f"cannot write rows of shape {tuple(rows.shape)} at row {start} of a "
-                            f"RowFile of shape {self.shape}")
+        if (step != 1 or rows.dim() != 2 or rows.shape[1] != self.shape[1]
+                or stop - start != len(rows)):
+            raise MASCError(f"cannot write rows of shape {tuple(rows.shape)} at rows {index} of "
+                            f"a RowFile of shape {self.shape}: give a slice of as many "
+                            f"consecutive rows")
         if not torch.isfinite(rows).all():
-            raise MASCError(f"rows {start}-{start + len(rows) - 1} contain NaN or infinite values; "
-                            f"MASC needs finite features")
+            raise MASCError(f"rows {start}-{stop - 1} contain NaN or infinite values; MASC needs "
+                            f"finite features")
         array = np.ascontiguousarray(rows.to("cpu", torch.float32).numpy())
         self._file.seek(start * self.shape[1] * ITEM)
         view = memoryview(array).cast("B")
@@ -67,7 +73,7 @@ class RowFile:
         except OSError as e:
             raise MASCError(f"cannot write rows to the RowFile's temporary file ({e.strerror}): "
                             f"free space in its folder or set TMPDIR to a bigger disk") from e
-        self._written = max(self._written, start + len(rows))
+        self._written = max(self._written, stop)
 
     def _read_into(self, out, start):
         """Fill the float32 array ``out`` (consecutive rows) from row ``start``."""

@@ -74,11 +74,7 @@ class Activations:
         labels."""
         X = RowFile(n, self.basis.shape[1]) if on_disk else torch.empty(n, self.basis.shape[1])
         for start in range(0, n, BATCH):
-            x = self.batch(start, min(BATCH, n - start), salt)[0]
-            if on_disk:
-                X.write(start, x)
-            else:
-                X[start:start + BATCH] = x
+            X[start:start + BATCH] = self.batch(start, min(BATCH, n - start), salt)[0]
         return X, torch.arange(n) % self.classes
 
 

@@ -19,7 +19,7 @@ from test_masc_scale import uneven
 def on_disk(X, batch=7):
     rows = RowFile(*X.shape)
     for start in range(0, len(X), batch):
-        rows.write(start, X[start:start + batch])
+        rows[start:start + batch] = X[start:start + batch]
     return rows
 
 
@@ -42,12 +42,14 @@ def test_rows_read_back_by_range_index_and_mask():
 def test_bad_writes_are_refused():
     with RowFile(4, 3) as rows:
         with pytest.raises(MASCError, match="NaN or infinite"):
-            rows.write(0, torch.tensor([[1.0, float("inf"), 0.0]]))
+            rows[0:1] = torch.tensor([[1.0, float("inf"), 0.0]])
         with pytest.raises(MASCError, match="cannot write rows of shape"):
-            rows.write(0, torch.zeros(1, 2))
+            rows[0:1] = torch.zeros(1, 2)
         with pytest.raises(MASCError, match="cannot write rows of shape"):
-            rows.write(3, torch.zeros(2, 3))
-        rows.write(0, torch.ones(2, 3))
+            rows[3:5] = torch.zeros(2, 3)
+        with pytest.raises(MASCError, match="cannot write rows of shape"):
+            rows[0] = torch.zeros(1, 3)
+        rows[0:2] = torch.ones(2, 3)
         with pytest.raises(MASCError, match="only 2 of the RowFile's 4 rows were written"):
             MASC().fit(rows, [0, 1, 0, 1])
 
@@ -90,7 +92,7 @@ from MASC.rowfile import RowFile
 n, d, classes = 200_000, 300, 20
 rows = RowFile(n, d)
 for s in range(0, n, 5_000):
-    rows.write(s, torch.rand(5_000, d, generator=torch.Generator().manual_seed(s)))
+    rows[s:s + 5_000] = torch.rand(5_000, d, generator=torch.Generator().manual_seed(s))
 def rss():
     lines = open("/proc/self/status").read().splitlines()
     return {l.split(":")[0]: int(l.split()[1]) for l in lines if l.startswith("Vm")}
