@@ -120,8 +120,8 @@ class Reader:
         fitted from the stored rows (:func:`~MASC.masc.iter_labellings`), predicts them and the
         image sets, and is freed before the next. Only predictions are kept, so memory holds one
         layer's rows (none with ``rows_on_disk``) and one labelling's subspaces. k and predictions
-        are those of
-        :meth:`MASC.masc.MinimumAngleSubspaceClassifier.fit` on the layer's activations."""
+        are those of :meth:`MASC.masc.MinimumAngleSubspaceClassifier.fit` on the layer's
+        activations."""
         for layer in self.layers:
             (rows, *images), network = self._activations([split.images, *image_sets], layer)
             found = LayerMASC(layer, rows.shape[1], network=network,

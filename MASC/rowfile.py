@@ -35,7 +35,7 @@ class RowFile:
                             f"which has {free / 2**30:.2f} GiB free: free space there or set "
                             f"TMPDIR to a folder on a bigger disk")
         self._file = tempfile.TemporaryFile(dir=folder, buffering=0)
-        self._file.truncate(n * dim * ITEM)
+        self._file.truncate(need)
         self._written = 0
 
     def __len__(self):
