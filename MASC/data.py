@@ -41,14 +41,16 @@ class DatasetInfo:
     mean: tuple  # per-channel normalisation; () means ToTensor only (TinyImageNet)
     std: tuple
     stop_accuracy: float  # training stops once the running train accuracy (%) reaches this
+    train_size: int  # images of the full training and test sets
+    test_size: int
 
 
 DATASETS = {
-    "MNIST": DatasetInfo("MNIST", 10, (1, 28, 28), (0.5,), (0.5,), 99.9),
-    "FashionMNIST": DatasetInfo("FashionMNIST", 10, (1, 28, 28), (0.5,), (0.5,), 99.1),
-    "CIFAR10": DatasetInfo("CIFAR10", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, 100.0),
-    "CIFAR100": DatasetInfo("CIFAR100", 100, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, 99.1),
-    "TinyImageNet": DatasetInfo("TinyImageNet", 200, (3, 64, 64), (), (), 99.9),
+    "MNIST": DatasetInfo("MNIST", 10, (1, 28, 28), (0.5,), (0.5,), 99.9, 60000, 10000),
+    "FashionMNIST": DatasetInfo("FashionMNIST", 10, (1, 28, 28), (0.5,), (0.5,), 99.1, 60000, 10000),
+    "CIFAR10": DatasetInfo("CIFAR10", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, 100.0, 50000, 10000),
+    "CIFAR100": DatasetInfo("CIFAR100", 100, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, 99.1, 50000, 10000),
+    "TinyImageNet": DatasetInfo("TinyImageNet", 200, (3, 64, 64), (), (), 99.9, 100000, 10000),
 }
 
 # md5 of the uncompressed IDX files, identical to the original distributions.

@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from conftest import requires_mnist
-from test_stacking import check_stack_against_each_model
+from conftest import check_stack_against_each_model, requires_mnist
 from MASC import MinimumAngleSubspaceClassifier, data, models, training
 from MASC.corruption import corrupt_labels
 

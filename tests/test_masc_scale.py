@@ -7,21 +7,11 @@ import pytest
 import torch
 
 from MASC import MinimumAngleSubspaceClassifier as MASC
-from MASC import masc
+from MASC import checked, masc
 from MASC.errors import MASCError
-from conftest import DATA, ROOT, requires_mnist
-from test_masc import blobs
+from conftest import DATA, ROOT, blobs, requires_mnist, uneven
 
 CHECKED = masc.CHECKED
-
-
-def uneven(dim=40, sizes=(12, 60, 25, 80), seed=0):
-    """Classes with fewer rows than dimensions (12, 25) and more (60, 80), float32."""
-    g = torch.Generator().manual_seed(seed)
-    X = torch.cat([torch.relu(torch.randn(n, dim, generator=g) @ torch.randn(dim, dim, generator=g)
-                              * 0.3 + torch.randn(1, dim, generator=g)) for n in sizes])
-    y = torch.arange(len(sizes)).repeat_interleave(torch.tensor(sizes))
-    return X.float(), y
 
 
 def test_fit_labellings_is_bit_identical_to_fit_on_both_routes():
@@ -45,7 +35,8 @@ def test_fit_labellings_keeps_no_rows_and_refuses_partial_fit():
     X, y = uneven()
     est = masc.fit_labellings(X, {"true": y})["true"]
     held = [v for v in vars(est).values() if torch.is_tensor(v) and v.shape[0] == len(X)]
-    assert not held and not est._rows and not est._gram and est._shared is None
+    store = est._store
+    assert not held and not store.rows and not store.gram and store.shared is None
     with pytest.raises(MASCError, match="partial_fit cannot extend it"):
         est.partial_fit(X, y)
     assert torch.equal(est.fit(X, y).predict(X), MASC().fit(X, y).predict(X))  # fit starts over
@@ -93,7 +84,7 @@ def test_checked_prediction_re_checks_what_float32_cannot_decide():
                          [1e-30, 0.0], [0.0, 1e30]], dtype=torch.float64)
     assert clf.predict(rows).tolist() == [0, 1, 0, 0, 0, 1] == MASC(1).fit(
         torch.eye(2, dtype=torch.float64), [0, 1]).predict(rows).tolist()
-    assert clf._rechecked == 5  # only (3, 1) is decided in float32
+    assert clf._checked.rechecked == 5  # only (3, 1) is decided in float32
 
 
 def test_near_ties_that_float32_gets_wrong_are_re_checked():
@@ -122,11 +113,11 @@ def test_the_margin_bounds_the_float32_error():
     y = torch.arange(3).repeat_interleave(200)
     clf = MASC(predict_dtype=CHECKED).fit(X, y)
     clf.predict(X[:1])
-    energy = (X @ clf._W32.T).square_() @ clf._member32
+    energy = (X @ clf._checked.W32.T).square_() @ clf._checked.member32
     cos2_32 = energy.double() / torch.linalg.vector_norm(X, dim=1).double().square()[:, None]
     error = (cos2_32 - clf.decision_function(X)).abs()
-    assert (error <= clf._margin / masc.SAFETY).all()
-    assert (error > 0).any() and clf._margin.max() < 0.1  # a real error, a usable margin
+    assert (error <= clf._checked.margin / checked.SAFETY).all()
+    assert (error > 0).any() and clf._checked.margin.max() < 0.1  # a real error, a usable margin
 
 
 def test_tf32_or_reduced_precision_falls_back_to_float64(monkeypatch):
@@ -134,7 +125,7 @@ def test_tf32_or_reduced_precision_falls_back_to_float64(monkeypatch):
     clf = MASC(predict_dtype=CHECKED).fit(X, y)
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
     assert torch.equal(clf.predict(X), MASC().fit(X, y).predict(X))
-    assert clf._W32 is None  # the float32 route was not taken
+    assert clf._checked is None  # the float32 route was not taken
 
 
 @requires_mnist

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, requires_mnist
+from conftest import requires_mnist
+from conftest import script as load_script
 from MASC import data, models, results, training
 
 SCRIPTS = {"training": "pytorch_training", "masc": "pytorch_MASC_all",
@@ -77,10 +78,13 @@ def test_rows_on_disk_reaches_the_reader():
 def test_readouts_use_per_image_batchnorm_by_default():
     for script in ("masc", "retrain"):
         assert parse(script)["per_sample_bn"] is True
+    from MASC import cli, readout
+
+    assert cli.READOUT["PER_SAMPLE_BN"] is True and readout.Settings().per_sample_bn is True
     for path in ["Compare_experiments/stronger_baselines/probe_layers.py",
                  "Compare_experiments/sensitivity_ablation_studies/sensitivity.py",
-                 "Compare_experiments/Modern_backbones/masc_resnet18.py"]:
-        assert "\nPER_SAMPLE_BN = True" in (ROOT / path).read_text(), path
+                 "Compare_experiments/Modern_backbones/masc_resnet18.py"]:  # none overrides it
+        assert cli.constants(vars(load_script(path))).get("PER_SAMPLE_BN", True) is True, path
 
 
 def test_tf32_only_when_asked(monkeypatch):
@@ -118,7 +122,7 @@ def test_mlp_train_accuracy_is_a_post_epoch_evaluation(tmp_path, data_root, monk
     images = real("MNIST", data_root, True).images[:256]
     with torch.no_grad():
         predicted = net.eval()(data.normalise(images, "MNIST")).argmax(1).numpy()
-    reference = pd.read_csv(results.accuracy_csv(tmp_path, "MNIST", "MLP", 0.6, 1))
+    reference = pd.read_csv(results.RunKey(tmp_path, "MNIST", "MLP", 0.6, 1).accuracy_csv)
     assert list(reference.columns) == ["Unnamed: 0", "epoch", "Train_accuracy", "Test_accuracy",
                                        "Train_accuracy_original"]
     last = reference.iloc[-1]

@@ -81,7 +81,7 @@ def wait_for_lock(out, p, run, timeout=180):
 
 def same_results(out, reference, runs, epochs):
     for p, run in runs:
-        for path in (results.accuracy_csv, lambda *a: results.masc_csv(*a, exp=1)):
+        for path in (lambda *a: results.RunKey(*a).accuracy_csv, lambda *a: results.masc_csv(*a, exp=1)):
             pd.testing.assert_frame_equal(
                 pd.read_csv(path(out, "MNIST", "CNN", p, run)).filter(MASC_COLUMNS + ["epoch"]),
                 pd.read_csv(path(reference, "MNIST", "CNN", p, run)).filter(MASC_COLUMNS + ["epoch"]))

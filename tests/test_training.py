@@ -14,21 +14,13 @@ pytestmark = [requires_mnist, pytest.mark.slow]  # every test here but one train
 SUBSET = 300
 
 
-@pytest.fixture
-def small_test_set(monkeypatch, data_root):
-    """Real MNIST, with the test split cut to 500 images to keep the tests fast."""
-    real = data.load
-    monkeypatch.setattr(data, "load", lambda name, root=None, train=True:
-                        real(name, data_root, train).first(None if train else 500))
-
-
 def set_target(monkeypatch, accuracy):
     monkeypatch.setitem(data.DATASETS, "MNIST",
                         dataclasses.replace(data.DATASETS["MNIST"], stop_accuracy=accuracy))
 
 
 def history(out, run):
-    return pd.read_csv(results.accuracy_csv(out, run.dataset, run.model, run.corrupt, run.run))
+    return pd.read_csv(run.key(out).accuracy_csv)
 
 
 def weights(out, run):
@@ -46,7 +38,7 @@ def test_single_run_writes_reference_files(tmp_path, small_test_set):
     done = train([run], tmp_path, epochs=2)
     folder = results.run_dir(tmp_path, "MNIST", "CNN", 0.8, 1)
     assert done[run] == folder / "model_1.pth" and done[run].exists()
-    text = results.accuracy_csv(tmp_path, "MNIST", "CNN", 0.8, 1).read_text().splitlines()
+    text = results.RunKey(tmp_path, "MNIST", "CNN", 0.8, 1).accuracy_csv.read_text().splitlines()
     assert text[0] == ",epoch,Train_accuracy,Test_accuracy" and text[1].startswith("0,1,")
     assert len(text) == 3
     corrupted, true = np.load(folder / "labels.npz")["corrupted"], np.load(folder / "labels.npz")["true"]
@@ -125,7 +117,7 @@ def test_sweep_form_of_the_script_writes_every_run(tmp_path, small_test_set, cap
                            str(tmp_path)])
     for p in (0.0, 0.8):
         for r in (1, 2):
-            assert results.accuracy_csv(tmp_path, "MNIST", "CNN", p, r).exists()
+            assert results.RunKey(tmp_path, "MNIST", "CNN", p, r).accuracy_csv.exists()
             assert (results.run_dir(tmp_path, "MNIST", "CNN", p, r) / "model_0.pth").exists()
     assert capsys.readouterr().out.count("model_0.pth") == 4
     from MASC import cli
