@@ -23,6 +23,10 @@ DATA = None           # $MASC_DATA or ./data
 OUT = "."
 BF16 = False          # bf16 autocast (measured, not the default)
 TF32 = False          # TF32 matmuls on CUDA (off, as PyTorch and the reference default them)
+TRAIN_BATCH = None    # images per step; None: the reference's for the model and dataset
+INIT = "pytorch"      # "glorot": Keras's Glorot-uniform weights and zero biases (MLP protocol study)
+SCALING = "reference" # "unit": input pixels in [0, 1] only (MLP protocol study)
+STOP_ON = None        # "post-epoch" or "running"; None: the reference's rule for the model
 
 from MASC import cli, training  # noqa: E402
 
@@ -38,7 +42,9 @@ def main(argv=None):
     done = training.train(runs, out=args.out, root=args.data, device=args.device,
                           epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
                           holdout=args.holdout, shuffle=args.shuffle,
-                          save_every=args.save_every, bf16=args.bf16, tf32=args.tf32)
+                          save_every=args.save_every, bf16=args.bf16, tf32=args.tf32,
+                          train_batch=args.train_batch, init=args.init, scaling=args.scaling,
+                          stop_on=args.stop_on)
     for run, checkpoint in done.items():
         print(f"p={run.corrupt} run {run.run}: {checkpoint}")
 

@@ -73,6 +73,7 @@ def load_network(out, dataset, model, p, run, config=None):
     except (RuntimeError, TypeError, AttributeError) as e:
         first = str(e).strip().splitlines()[0][:200]
         raise MASCError(f"checkpoint {path} does not fit a {model} for {dataset} ({first})") from None
+    net.input_scaling = (config or {}).get("scaling", "reference")  # how its inputs were scaled
     return net
 
 
