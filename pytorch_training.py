@@ -11,7 +11,8 @@ models/{ds}_{model}/Accuracy_results/{p}/Run_{r}.csv. An interrupted run resumes
 """
 # Defaults are the settings groups' (--help lists them): the training schedule
 # (MASC/training.py, Schedule: EPOCHS = 500, the reference's cap; SEED = 0, run r trains with
-# seed SEED + r; LABEL_SEED = 42, the reference's labels; ...) and DEVICE, DATA, OUT. To change
+# seed SEED + r; LABEL_SEED = 42, the reference's labels; TRAIN_BATCH, INIT, SCALING, STOP_ON:
+# the MLP protocol study's, the reference's by default; ...) and DEVICE, DATA, OUT. To change
 # one for this script, set it here (e.g. EPOCHS = 100) or pass its flag (--epochs 100).
 
 from MASC import cli, training  # noqa: E402

@@ -180,6 +180,17 @@ SETTINGS = {
     "BF16": Setting("--bf16", None, "bf16 autocast", off="--no-bf16"),
     "TF32": Setting("--tf32", None, "TF32 matmuls on CUDA (faster, less precise; the reference: "
                     "off)", off="--no-tf32"),
+    "TRAIN_BATCH": Setting("--train-batch", positive_int, "training images per step (default: "
+                           "the reference's for the model and dataset)"),
+    "INIT": Setting("--init", str, "initial weights: pytorch (PyTorch's defaults, the reference's) "
+                    "or glorot (Keras's: Glorot-uniform weights, zero biases)",
+                    choices=("pytorch", "glorot")),
+    "SCALING": Setting("--scaling", str, "input pixels: reference (the reference transform) or "
+                       "unit ([0, 1] only)", choices=("reference", "unit")),
+    "STOP_ON": Setting("--stop-on", str, "train accuracy the stop rule reads: post-epoch (a pass "
+                       "over the training set after the epoch) or running (the epoch's own steps); "
+                       "default: the reference's (MLP post-epoch, others running)",
+                       choices=("post-epoch", "running")),
     "LAYERS": Setting("--layers", str, "layer short names (default: every probed layer)",
                       nargs="+"),
     "PER_SAMPLE_BN": Setting("--per-sample-bn", None, "ResNet BatchNorm with each image's own "

@@ -106,13 +106,25 @@ class Split:
         return Split(self.images[rows], self.labels[rows])
 
 
-def normalise(images, name):
-    """uint8 images -> float32 inputs of the reference transform, on the images' device."""
+SCALINGS = ("reference", "unit")
+
+
+def normalise(images, name, scaling="reference"):
+    """uint8 images -> float32 inputs on the images' device: the reference transform of dataset
+    ``name``, or with ``scaling="unit"`` pixels in [0, 1] only (Keras's usual MNIST inputs)."""
     x = images.float().div(255)
-    if info(name).mean:
+    if scaling not in SCALINGS:
+        raise MASCError(f"unknown input scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
+    if scaling == "reference" and info(name).mean:
         mean, std = _mean_std(name, x.device)
         x = x.sub(mean).div(std)
     return x
+
+
+def input_scaling(net):
+    """The input scaling a network was trained with: ``net.input_scaling``, which
+    :func:`MASC.runs.load_network` sets from the run's saved settings, else the reference's."""
+    return getattr(net, "input_scaling", "reference")
 
 
 @functools.lru_cache(maxsize=None)

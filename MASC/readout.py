@@ -115,6 +115,7 @@ class Reader:
                  batch_size=Settings.batch_size, per_sample_bn=Settings.per_sample_bn,
                  rows_on_disk=Settings.rows_on_disk):
         self.dataset, self.batch_size, self.rows_on_disk = dataset, batch_size, rows_on_disk
+        self.scaling = data.input_scaling(net)
         self.device = pick_device(device)
         self.layers = check_layers(net, layers)
         self.net = (per_sample_batchnorm(net) if per_sample_bn else net).to(self.device).eval()
@@ -128,7 +129,7 @@ class Reader:
         with torch.no_grad(), tapped(self.net, layers) as found:
             for start in range(0, len(images), self.batch_size):
                 x = data.normalise(images[start:start + self.batch_size].to(self.device),
-                                   self.dataset)
+                                   self.dataset, self.scaling)
                 logits = self.net(x)
                 for layer, a in found.items():
                     if not torch.isfinite(a).all():

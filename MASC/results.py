@@ -39,7 +39,8 @@ MODEL_COLUMNS = ["seed", "label_seed", "subset", "holdout", "checkpoint_epoch"]
 # How a read-out read them: MASC's threshold, rows fitted, test images, per-image BatchNorm.
 READOUT_COLUMNS = ["threshold", "n_train", "n_test", "per_sample_bn"]
 # How a run was trained (its training CSVs): besides seed, label_seed, subset and holdout.
-TRAINING_COLUMNS = ["n_test", "shuffle", "bf16", "tf32", "epoch_cap", "epochs_trained"]
+TRAINING_COLUMNS = ["n_test", "shuffle", "bf16", "tf32", "batch", "init", "scaling", "epoch_cap",
+                    "epochs_trained"]
 PROVENANCE = {*MODEL_COLUMNS, *READOUT_COLUMNS, *TRAINING_COLUMNS}
 
 

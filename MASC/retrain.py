@@ -125,7 +125,8 @@ def fine_tune(net, train, val, test, run, *, device="cpu", max_epochs=MAX_EPOCHS
     ``restore_best``, else the last epoch's (CPU state_dict)."""
     device = pick_device(device)
     trainer = training.Trainer([run], [net.to(device)], train.labels[None].to(device),
-                               train.to(device), graphs=device.type == "cuda")
+                               train.to(device), graphs=device.type == "cuda",
+                               scaling=data.input_scaling(net))
     val, test = val.to(device), test.to(device)
     stopper, history, best = EarlyStopping(patience), [], None
     for epoch in range(1, max_epochs + 1):

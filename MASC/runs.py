@@ -107,6 +107,7 @@ def load_network(*where, config=None, with_path=False):
         first = str(e).strip().splitlines()[0][:200]
         raise MASCError(f"checkpoint {path} does not fit a {key.model} for {key.dataset} "
                         f"({first})") from None
+    net.input_scaling = (config or {}).get("scaling", "reference")  # how its inputs were scaled
     return (net, path) if with_path else net
 
 

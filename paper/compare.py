@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from MASC import cli, data, results
+from MASC import cli, data, models, results, training
 from MASC.errors import MASCError
 
 HERE = Path(__file__).resolve().parent
@@ -52,23 +52,25 @@ EPOCH_CAP = 500  # the reference's range(500)
 TRAINING_NEEDS = ["dataset", "model", "corrupt", "run", "epoch", "train_acc_vs_corrupted",
                   "test_acc"]
 MASC_NEEDS = ["dataset", "model", "corrupt", "run", "exp", "layer", "test_acc"]
-TRAINED = ["subset", "n_test", "holdout", "label_seed", "shuffle", "bf16", "tf32", "epoch_cap"]
+TRAINED = ["subset", "n_test", "holdout", "label_seed", "shuffle", "bf16", "tf32", "batch", "init",
+           "scaling", "epoch_cap"]
 
 
-def paper_settings(dataset):
-    """The paper's training settings of a dataset, as the training CSVs record them."""
+def paper_settings(dataset, model):
+    """The paper's training settings of a (dataset, model), as the training CSVs record them."""
     spec = data.info(dataset)
     return {"subset": spec.train_size, "n_test": spec.test_size, "holdout": 0.0,
             "label_seed": 42, "shuffle": False, "bf16": False, "tf32": False,
+            "batch": models.batch_size(model, dataset), "init": "pytorch", "scaling": "reference",
             "epoch_cap": EPOCH_CAP}
 
 
-def differences(settings, dataset):
-    """How ``settings`` (a run's, None: not recorded) differ from the paper's, as text ("" for
-    none)."""
+def differences(settings, key):
+    """How ``settings`` (a run's, None: not recorded) differ from the paper's for the run
+    ``key``, as text ("" for none)."""
     if settings is None:
         return "settings not recorded"
-    paper = paper_settings(dataset)
+    paper = paper_settings(key.dataset, key.model)
     found = []
     for name, value in settings.items():
         want = paper.get(name)
@@ -121,15 +123,14 @@ def recorded_settings(out, key, frame):
     if set(TRAINED) <= set(frame):
         return {name: frame[name].iloc[-1] for name in TRAINED}
     state = key.load_progress()
-    if state is not None:
-        config, spec = state["config"], data.info(key.dataset)
-        cap = state.get("schedule", {}).get("epochs")
+    if state is not None:  # settings added since it was saved: what every run had before them
+        config, spec = training.saved_config(state["config"], key), data.info(key.dataset)
         return {"subset": config["subset"] or spec.train_size,
-                "n_test": config["test_subset"] or spec.test_size, "holdout": config["holdout"],
-                "label_seed": config["label_seed"], "shuffle": config["shuffle"],
-                "bf16": config["bf16"], "tf32": config["tf32"], "epoch_cap": cap}
+                "n_test": config["test_subset"] or spec.test_size,
+                **{name: config[name] for name in TRAINED[2:-1]},
+                "epoch_cap": state.get("schedule", {}).get("epochs")}
     if (key.dataset, key.model, key.corrupt, key.run) in listed_full_scale(out):
-        return paper_settings(key.dataset)
+        return paper_settings(key.dataset, key.model)
     return None
 
 
@@ -170,7 +171,7 @@ def per_run(out):
                                "train": 100 * h.train_acc_vs_corrupted.iloc[-1],
                                "test": 100 * h.test_acc.iloc[-1]})
             continue
-        cell["differs"] = differences(settings, key.dataset)
+        cell["differs"] = differences(settings, key)
         rows += [{**cell, "quantity": "test_acc_final", "value": 100 * h.test_acc.iloc[-1]},
                  {**cell, "quantity": "test_acc_peak", "value": 100 * h.test_acc.max()},
                  {**cell, "quantity": "train_acc_final",
@@ -201,7 +202,7 @@ def masc_differences(out, key, row, trained):
                                      if known(row.get(c))}}
     if not model:
         return "settings not recorded"
-    found = [differences(model, key.dataset)]
+    found = [differences(model, key)]
     spec = data.info(key.dataset)
     if known(row.get("threshold")) and row["threshold"] != 0.99:
         found.append(f"threshold {row['threshold']:g}")

@@ -20,7 +20,7 @@ def write_training(out, dataset, model, p, run, tests, train_final, **settings):
     pd.DataFrame({"dataset": dataset, "model": model, "corrupt": p, "run": run, "seed": run,
                   "epoch": range(1, n + 1), "train_acc_vs_corrupted": [0.5] * (n - 1) + [train_final],
                   "train_acc_vs_true": float("nan"), "test_acc": tests, "train_acc_rule": "running",
-                  "finished": True, **compare.paper_settings(dataset), "epochs_trained": n,
+                  "finished": True, **compare.paper_settings(dataset, model), "epochs_trained": n,
                   **settings}
                  ).to_csv(folder / f"{p}_Run_{run}.csv", index=False)
 

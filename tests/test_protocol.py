@@ -137,7 +137,7 @@ def test_post_epoch_rule_stops_at_the_first_epoch_at_target(monkeypatch):
     """A run under the post-epoch rule stops at the first epoch whose evaluated accuracy is at
     the target, though its running accuracy is below it; one prediction pass per epoch serves
     both labellings."""
-    monkeypatch.setattr(training, "stop_rule", lambda model, dataset: ("post-epoch", 50.0))
+    monkeypatch.setattr(training, "stop_rule", lambda model, dataset, stop_on=None: ("post-epoch", 50.0))
     correct = iter([1, 2, 4])  # of 4 training rows: 25%, 50% (the target), 100%
     passes = []
 
