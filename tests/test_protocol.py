@@ -83,9 +83,9 @@ def test_readouts_use_per_image_batchnorm_by_default():
         assert "\nPER_SAMPLE_BN = True" in (ROOT / path).read_text(), path
 
 
-def test_tf32_only_when_asked(monkeypatch):
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+def test_tf32_only_when_asked(backend_flags):
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = False
     training.set_precision(torch.device("cuda"), tf32=False)
     assert torch.backends.cuda.matmul.allow_tf32 is False  # PyTorch's default, the reference's
     assert torch.backends.cudnn.allow_tf32 is False  # convolutions left as they were
