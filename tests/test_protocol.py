@@ -168,6 +168,7 @@ def test_stop_rules():
 
 
 @requires_mnist
+@pytest.mark.slow  # trains an MLP on real MNIST
 def test_mlp_train_accuracy_is_a_post_epoch_evaluation(tmp_path, data_root, monkeypatch):
     """The MLP's recorded train accuracies are those of its final weights on the whole training
     set, against the corrupted and the true labels; a CNN's tidy CSV says 'running'."""
