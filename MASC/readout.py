@@ -22,6 +22,7 @@ from .masc import iter_labellings
 from .rowfile import RowFile
 
 BATCH = 1000
+PER_SAMPLE_BN = True  # Settings' and Reader's default: ResNet BatchNorm per image (the paper's)
 
 
 class PerSampleBatchNorm(nn.Module):
@@ -52,7 +53,7 @@ class Settings:
     layers: tuple = None  # short names; None: every tapped layer
     device: str = "auto"
     batch_size: int = BATCH
-    per_sample_bn: bool = True  # ResNet BatchNorm on each image alone, as the paper read it out
+    per_sample_bn: bool = PER_SAMPLE_BN  # ResNet BatchNorm on each image alone (the paper's)
     rows_on_disk: bool = False  # MASC's activations in temporary files ($TMPDIR), not in memory
 
     def reader(self, net, dataset):
@@ -82,13 +83,14 @@ class Reader:
     it, then used to read MASC out of every layer and to collect activations.
 
     ``layers``: short names (None: every tapped layer); ``per_sample_bn``: ResNet BatchNorm with
-    each image's own statistics (the paper's read-out); the network runs in eval mode under
-    ``no_grad`` on ``device`` in batches of ``batch_size`` images. ``rows_on_disk``: MASC keeps a
-    layer's activations in temporary files (:class:`~MASC.rowfile.RowFile`) instead of memory
-    (same k and predictions; for layers whose rows do not fit)."""
+    each image's own statistics (the paper's read-out, the default; False: running statistics);
+    the network runs in eval mode under ``no_grad`` on ``device`` in batches of ``batch_size``
+    images. ``rows_on_disk``: MASC keeps a layer's activations in temporary files
+    (:class:`~MASC.rowfile.RowFile`) instead of memory (same k and predictions; for layers whose
+    rows do not fit)."""
 
     def __init__(self, net, dataset, *, layers=None, device="cpu", batch_size=BATCH,
-                 per_sample_bn=False, rows_on_disk=False):
+                 per_sample_bn=PER_SAMPLE_BN, rows_on_disk=False):
         self.dataset, self.batch_size, self.rows_on_disk = dataset, batch_size, rows_on_disk
         self.scaling = data.input_scaling(net)
         self.device = pick_device(device)

@@ -142,7 +142,7 @@ def test_per_sample_batchnorm_equals_train_mode_batchnorm_on_one_image_at_a_time
     images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
     names = layers.layer_names(net)
     ours = readout.Reader(net, "CIFAR10", per_sample_bn=True, batch_size=3).collect(images)[0]
-    evaluated = readout.Reader(net, "CIFAR10").collect(images)[0]
+    evaluated = readout.Reader(net, "CIFAR10", per_sample_bn=False).collect(images)[0]
     for i in range(len(images)):
         alone = copy.deepcopy(net).train()  # the reference: train-mode BatchNorm on a batch of one
         with torch.no_grad():
