@@ -106,10 +106,11 @@ class Reader:
     it, then used to read MASC out of every layer and to collect activations.
 
     ``layers``: short names (None: every tapped layer); ``per_sample_bn``: ResNet BatchNorm with
-    each image's own statistics (the paper's read-out); the network runs in eval mode under
-    ``no_grad`` on ``device`` in batches of ``batch_size`` images. ``rows_on_disk``: MASC keeps a
-    layer's activations in temporary files (:class:`~MASC.rowfile.RowFile`) instead of memory
-    (same k and predictions; for layers whose rows do not fit)."""
+    each image's own statistics (the paper's read-out, the default; False: running statistics);
+    the network runs in eval mode under ``no_grad`` on ``device`` in batches of ``batch_size``
+    images. ``rows_on_disk``: MASC keeps a layer's activations in temporary files
+    (:class:`~MASC.rowfile.RowFile`) instead of memory (same k and predictions; for layers whose
+    rows do not fit)."""
 
     def __init__(self, net, dataset, *, layers=Settings.layers, device=Settings.device,
                  batch_size=Settings.batch_size, per_sample_bn=Settings.per_sample_bn,

@@ -139,6 +139,21 @@ def check_stack_against_each_model(nets, x, channels_last, tol):
     return stack
 
 
+@pytest.fixture
+def backend_flags():
+    """Puts torch's TF32 and cuDNN settings back after the test, on CPU and CUDA builds alike.
+    Not monkeypatch: torch serves ``cuda.matmul.allow_tf32`` from ``__getattr__``, which pytest
+    9.2's monkeypatch records as absent and then fails to delete at teardown."""
+    import torch
+
+    flags = [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"),
+             (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic")]
+    saved = [getattr(owner, name) for owner, name in flags]
+    yield
+    for (owner, name), value in zip(flags, saved):
+        setattr(owner, name, value)
+
+
 def write_cifar(root, classes=10, train_per_file=20, test_size=20):
     """Random images in the real cifar-10-batches-py / cifar-100-python pickle layouts; labels
     cycle through the classes, across the training files (every class present). Returns the

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, requires_mnist
+from conftest import DATA, ROOT, requires_mnist
 from MASC import results, runs
 from MASC.corruption import RunLabels
 from MASC.errors import MASCError
@@ -83,7 +83,7 @@ def setup_bad_mnist(out):
     """A data folder whose MNIST train labels are cut short (the image files are links)."""
     raw = out / "baddata" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in (ROOT / "data" / "MNIST" / "raw").iterdir():
+    for f in (DATA / "MNIST" / "raw").iterdir():
         if f.name.endswith("ubyte"):
             (raw / f.name).symlink_to(f.resolve())
     labels = raw / "train-labels-idx1-ubyte"

@@ -24,7 +24,7 @@ def test_a_stack_of_one_trains_like_a_plain_module_and_optimiser(model, n, monke
     predictions against the reference's loop (model(x), mean cross-entropy, the model's
     optimiser from models.make_optimiser, zero_grad / backward / step) on the same batches."""
     real = data.normalise
-    monkeypatch.setattr(data, "normalise", lambda images, name: real(images, name).double())
+    monkeypatch.setattr(data, "normalise", lambda images, *args: real(images, *args).double())
     torch.manual_seed(0)
     images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8)
     labels = torch.randint(0, 10, (n,))

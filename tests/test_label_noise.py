@@ -7,6 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from conftest import requires_mnist, script
 from MASC import MinimumAngleSubspaceClassifier, data, noise, plots, results, runs
@@ -82,9 +85,13 @@ def test_missing_cleanlab_is_one_clear_error(monkeypatch):
 def test_probe_probabilities_are_out_of_sample_and_need_enough_rows_per_class():
     g = torch.Generator().manual_seed(0)
     X = torch.cat([torch.randn(30, 5, generator=g) + 6 * torch.eye(5)[c] for c in range(3)])
+    X = torch.cat([X, torch.zeros(90, 1)], 1)
+    X[0, 5] = 1  # a feature of row 0 alone: a probe fitted on row 0 can memorise its label ...
     y = np.repeat(np.arange(3), 30)
-    y[0] = 1  # a row of class 0 labelled 1: out of sample, its probe does not believe the label
-    probs = noise.probe_probabilities(X, y, num_classes=3, folds=5)
+    y[0] = 1  # ... a row of class 0 labelled 1
+    in_sample = make_pipeline(StandardScaler(), LogisticRegression(max_iter=noise.PROBE_MAX_ITER))
+    assert in_sample.fit(X.numpy(), y).predict(X[:1].numpy()).tolist() == [1]  # it does
+    probs = noise.probe_probabilities(X, y, num_classes=3, folds=5)  # out of sample it cannot
     assert probs.shape == (90, 3) and np.allclose(probs.sum(1), 1)
     assert probs[0].argmax() == 0 and probs[0, 1] < 0.5
     assert (probs[1:].argmax(1) == y[1:]).mean() > 0.95

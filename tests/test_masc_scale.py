@@ -1,6 +1,7 @@
 """MASC at scale: fit_labellings (rows stored once, bit-identical to fit), the float32-checked
 prediction (identical to float64), and a scaled-down run of benchmarks/bench_memory.py."""
 import importlib.util
+import math
 
 import numpy as np
 import pytest
@@ -118,6 +119,57 @@ def test_the_margin_bounds_the_float32_error():
     error = (cos2_32 - clf.decision_function(X)).abs()
     assert (error <= clf._checked.margin / checked.SAFETY).all()
     assert (error > 0).any() and clf._checked.margin.max() < 0.1  # a real error, a usable margin
+
+
+def proven_bound(k, D):
+    """The bound on |float32 cos^2 - exact| + |float64 cos^2 - exact| for a class of k components
+    in D dimensions, written out from MASC/checked.py's margins docstring (Higham's gamma_n):
+    e = (2 eps sqrt(k) + k eps^2)(1 + gamma_(k+1)) + gamma_(k+1) + 2 gamma_(D+4) per precision,
+    eps = gamma_D + 3u in float32 (inputs rounded) and gamma_D in float64."""
+    total = 0.0
+    for u, rounded_inputs in ((2.0 ** -24, True), (2.0 ** -53, False)):
+        gamma = [n * u / (1 - n * u) for n in (D, k + 1, D + 4)]
+        eps = gamma[0] + (3 * u if rounded_inputs else 0)
+        total += (2 * eps * math.sqrt(k) + k * eps * eps) * (1 + gamma[1]) + gamma[1] + 2 * gamma[2]
+    return total
+
+
+@pytest.mark.parametrize("D", [2, 1500, 16384])
+def test_the_margin_covers_the_proven_bound(D):
+    ks = [1, 2, 40, 500]
+    margin = checked.margins(ks, D, torch.device("cpu"))
+    bound = torch.tensor([proven_bound(k, D) for k in ks], dtype=torch.float64)
+    assert (margin >= bound).all()  # what the proof needs
+    assert torch.allclose(margin, checked.SAFETY * bound, rtol=1e-12, atol=0)  # every term in it
+
+
+def test_near_ties_inside_the_margin_are_re_checked_and_those_outside_are_not():
+    """Class 0 spans e1, class 1 spans e2 (k = 1) in D = 1000; rows (1, b) whose exact cos^2 gap
+    between the classes is a chosen share of the band 2 x bound (or 2 x SAFETY x bound) in which
+    float32 cannot be trusted. The bound (2.4e-4) dwarfs these rows' actual float32 error."""
+    D = 1000
+    X = torch.zeros(2, D, dtype=torch.float64)
+    X[0, 0] = X[1, 1] = 1
+    fast = MASC(1, predict_dtype=CHECKED).fit(X, [0, 1])
+    exact = MASC(1).fit(X, [0, 1])
+    band = 2 * proven_bound(1, D)  # the bounds of both classes
+
+    def near_ties(gap):
+        """Rows (1, b, w, w, w, 0, ...) with w = 0 or 0.25 (weight off both subspaces): cos^2
+        gap (1 - b^2) / (1 + b^2 + 3 w^2); then the same with the classes swapped."""
+        rows = torch.zeros(4, D, dtype=torch.float64)
+        for i, w in enumerate((0.0, 0.25)):
+            rows[i, :5] = torch.tensor([1, math.sqrt((1 - gap * (1 + 3 * w * w)) / (1 + gap)),
+                                        w, w, w])
+        rows[2:] = rows[:2, [1, 0, *range(2, D)]]
+        return rows
+
+    for share, re_checked in ((0.95, True), (0.95 * checked.SAFETY, True),
+                              (1.05 * checked.SAFETY, False)):
+        rows = near_ties(share * band)
+        assert torch.equal(fast.predict(rows), exact.predict(rows))
+        assert torch.equal(exact.predict(rows), torch.tensor([0, 0, 1, 1]))
+        assert fast._checked.rechecked == (4 if re_checked else 0), (share, fast._checked.rechecked)
 
 
 def test_tf32_or_reduced_precision_falls_back_to_float64(monkeypatch):

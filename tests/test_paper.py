@@ -70,6 +70,27 @@ def test_arithmetic_against_the_paper(out):
     assert pd.isna(t.loc["masc_best_exp2", "paper"])  # the paper gives it for ResNet only
 
 
+def test_each_experiment_gets_its_own_best_layer(tmp_path):
+    """exp1, exp2 and exp3 peak at different layers; each row reports its own (means by hand)."""
+    for p, run in ((0.8, 1), (0.8, 2), (0.0, 1)):  # the weights read, at the paper's settings
+        write_training(tmp_path, "MNIST", "CNN", p, run, [0.5, 0.3], 0.95)
+    write_masc(tmp_path, "MNIST", "CNN", 0.8, 1, 1, {"input": 0.40, "flattern": 0.70, "fc1": 0.90})
+    write_masc(tmp_path, "MNIST", "CNN", 0.8, 2, 1, {"input": 0.50, "flattern": 0.80, "fc1": 0.84})
+    write_masc(tmp_path, "MNIST", "CNN", 0.8, 1, 2, {"input": 0.90, "flattern": 0.96, "fc1": 0.92})
+    write_masc(tmp_path, "MNIST", "CNN", 0.8, 2, 2, {"input": 0.88, "flattern": 0.94, "fc1": 0.95})
+    write_masc(tmp_path, "MNIST", "CNN", 0.8, 1, 3, {"input": 0.99, "flattern": 0.50, "fc1": 0.60})
+    t, _ = table(tmp_path)
+    nan = float("nan")
+    expected = pd.DataFrame(  # means: exp1 45 75 87, exp2 89 95 93.5, exp3 99 50 60
+        [("masc_best_exp1", 87.0, 84.0, 90.0, 2, "fc1", 83.9, 87.0 - 83.9),
+         ("masc_best_exp2", 95.0, 94.0, 96.0, 2, "flattern", nan, nan),
+         ("masc_best_exp3", 99.0, 99.0, 99.0, 1, "input", nan, nan)],
+        columns=["quantity", "ours", "ours_min", "ours_max", "n", "ours_layer", "paper", "diff"])
+    best = t.reset_index().query("quantity.str.startswith('masc_best')", engine="python")
+    pd.testing.assert_frame_equal(best[expected.columns].reset_index(drop=True), expected,
+                                  check_dtype=False)
+
+
 def test_runs_still_training_count_nowhere_but_their_own_list(out, tmp_path):
     write_training(out, "MNIST", "CNN", 0.8, 3, [0.9, 0.95], 0.5)
     tidy = out / "results" / "training" / "MNIST_CNN" / "0.8_Run_3.csv"

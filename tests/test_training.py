@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import requires_mnist
+from conftest import record_weights_each_epoch, requires_mnist
 from MASC import data, models, results, training
 from MASC.corruption import RunLabels
 from MASC.errors import MASCError
@@ -48,6 +48,32 @@ def test_single_run_writes_reference_files(tmp_path, small_test_set):
     tidy = pd.read_csv(results.tidy_dir(tmp_path, "training", "MNIST", "CNN") / "0.8_Run_1.csv")
     assert list(tidy.columns[:5]) == ["dataset", "model", "corrupt", "run", "seed"]
     assert tidy.test_acc.between(0, 1).all()
+
+
+def test_the_csvs_test_accuracy_is_the_final_checkpoints_on_the_test_images(tmp_path,
+                                                                           small_test_set,
+                                                                           monkeypatch):
+    """The reference CSV's and the tidy CSV's last test accuracy is that of the final checkpoint,
+    reloaded into a plain model, on the (500) test images; each earlier row is that of the
+    weights after its own epoch."""
+    snapshots = record_weights_each_epoch(monkeypatch)
+    run = training.Run("MNIST", "CNN", 0.0, 1, seed=1)
+    train([run], tmp_path, epochs=3)
+    test, net = data.load("MNIST", train=False), models.build("CNN", "MNIST").eval()
+
+    def accuracy(state):
+        net.load_state_dict(state)
+        with torch.no_grad():
+            predicted = net(data.normalise(test.images, "MNIST")).argmax(1)
+        return 100 * (predicted == test.labels).double().mean().item()
+
+    rows = history(tmp_path, run).Test_accuracy
+    final = accuracy(weights(tmp_path, run))
+    assert rows.iloc[-1] == pytest.approx(final)
+    tidy = pd.read_csv(results.tidy_dir(tmp_path, "training", "MNIST", "CNN") / "0.0_Run_1.csv")
+    assert tidy.test_acc.iloc[-1] == pytest.approx(final / 100)
+    assert rows.tolist() == pytest.approx([accuracy(state) for state in snapshots])
+    assert rows.nunique() > 1  # a row measured with another epoch's weights would show
 
 
 def test_hold_out_rows_are_never_trained_on(tmp_path, small_test_set):
@@ -100,6 +126,21 @@ def test_stacked_runs_equal_separate_runs_and_stop_on_their_own(tmp_path, small_
         # full steps of size lr on near-zero gradients (exactness: tests/test_stacking.py, float64)
         assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
     assert len(history(tmp_path / "stacked", runs[0])) <= 2 and len(history(tmp_path / "stacked", runs[1])) == 4
+
+
+def test_shuffled_runs_of_a_stack_each_follow_their_own_order(tmp_path, small_test_set):
+    """With shuffle, each run of a stack trains as it does alone (its own seeded order), which
+    is not the fixed order."""
+    runs = [training.Run("MNIST", "CNN", p, r, seed=10 + r) for p, r in ((0.0, 1), (0.8, 1), (0.8, 2))]
+    train(runs, tmp_path / "stacked", epochs=2, stack=True, shuffle=True)
+    for run in runs:
+        train([run], tmp_path / "alone", epochs=2, shuffle=True)
+        pd.testing.assert_frame_equal(history(tmp_path / "stacked", run), history(tmp_path / "alone", run))
+        a, b = weights(tmp_path / "stacked", run), weights(tmp_path / "alone", run)
+        assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a), run  # as in the test above
+    train(runs[1:2], tmp_path / "fixed", epochs=2)
+    a, b = weights(tmp_path / "alone", runs[1]), weights(tmp_path / "fixed", runs[1])
+    assert not all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)  # shuffling changed it
 
 
 def test_epoch_order_is_seeded_and_device_independent():
