@@ -127,8 +127,8 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set, t
                    "correct_relabelled_wrongly", "detector_precision", "detector_recall"):
         assert summary[column].between(0, 1).all(), column
     epochs = pd.read_csv(tidy / "Run_1_reference_epochs.csv")
-    assert list(epochs.columns[:7]) == ["dataset", "model", "corrupt", "run", "protocol", "seed",
-                                        "subspaces_from"]
+    assert list(epochs.columns[:8]) == ["dataset", "model", "corrupt", "run", "protocol", "seed",
+                                        "finetune_seed", "subspaces_from"]
     assert epochs[["train_acc_vs_relabels", "val_acc", "test_acc"]].stack().between(0, 1).all()
     layers = pd.read_csv(tidy / "Run_1_reference_layers.csv")
     for row in summary.itertuples():  # the chosen layer is the first best on test20
