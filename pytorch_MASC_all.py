@@ -5,11 +5,15 @@
 exp1: the memorised model at p with subspaces from the corrupted labels; exp2: the same model with
 subspaces from the true labels; exp3: the model trained at p = 0.0 with subspaces from the labels
 corrupted at p. Results: results/masc/{ds}_{model}/{p}/Run_{r}_exp{n}.csv (one row per layer, plus
-a _per_class.csv) and the reference's single-value files under angle_results/.
+a _per_class.csv and a _provenance.json) and the reference's single-value files under angle_results/.
+--control random-init adds, for exp1 and exp2, the rows of the same architecture with the run's
+initial (untrained) weights.
 """
 # Defaults: edit them here or override them on the command line.
 THRESHOLD = 0.99      # share of each class's energy kept (or a whole number of components)
-LAYERS = None         # None: every probed layer of the model
+LAYERS = None         # None: every probed layer of the model (or module / graph node names)
+CONTROL = "none"      # random-init: also read out the untrained network (the run's initial weights)
+INIT_SEED = None      # None: the run's training seed gives the control's initial weights
 PER_SAMPLE_BN = True  # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
 BATCH = 1000          # images per forward pass
 ROWS_ON_DISK = False  # True: MASC's activations in temporary files, not RAM (big layers)
@@ -32,8 +36,9 @@ def main(argv=None):
         p.error("choose at least one experiment: -exp1 True, -exp2 True or -exp3 True")
     trained, = cli.trained_runs(args)
     table = experiments.masc_experiments(trained, exps, threshold=args.threshold,
-                                         readout=cli.readout_settings(args))
-    show = table[["exp", "subspaces_from", "layer", "k_mean", "train_acc_vs_corrupted",
+                                         readout=cli.readout_settings(args),
+                                         control=cli.control_network(args, trained))
+    show = table[["exp", "network", "subspaces_from", "layer", "k_mean", "train_acc_vs_corrupted",
                   "train_acc_vs_true", "test_acc", "model_test_acc"]]
     print(show.to_string(index=False))
     print(f"results: {args.out}/results/masc/{args.dataset}_{args.model}/{args.corr}/")

@@ -171,8 +171,14 @@ SETTINGS = {
     "BF16": Setting("--bf16", None, "bf16 autocast", off="--no-bf16"),
     "TF32": Setting("--tf32", None, "TF32 matmuls on CUDA (faster, less precise; the reference: "
                     "off)", off="--no-tf32"),
-    "LAYERS": Setting("--layers", str, "layer short names (default: every probed layer)",
-                      nargs="+"),
+    "LAYERS": Setting("--layers", str, "layer names: the paper's short names, module or "
+                      "graph node names (python -m MASC.layers MODEL lists them; default: the "
+                      "paper's layers, or a model's top-level modules)", nargs="+"),
+    "CONTROL": Setting("--control", str, "random-init: also read out the same architecture "
+                       "with its initial (untrained) weights, as extra rows (network = "
+                       "random-init) of the exp1/exp2 CSVs", choices=("none", "random-init")),
+    "INIT_SEED": Setting("--init-seed", int, "seed of the initial weights for --control "
+                         "random-init (the paper's runs: default the run's training seed)"),
     "PER_SAMPLE_BN": Setting("--per-sample-bn", None, "ResNet BatchNorm with each image's own "
                              "statistics, as the paper read it out (no effect on models without "
                              "BatchNorm); --eval-bn: its running statistics", off="--eval-bn"),
@@ -275,6 +281,14 @@ def readout_settings(args):
     return Settings(layers=args.layers, device=args.device, batch_size=args.batch,
                     per_sample_bn=args.per_sample_bn,
                     rows_on_disk=getattr(args, "rows_on_disk", False))
+
+
+def control_network(args, trained):
+    """The untrained network that ``--control random-init`` reads out beside a trained run (its
+    initial weights, from ``--init-seed`` or the run's seed), or None."""
+    if getattr(args, "control", "none") != "random-init":
+        return None
+    return trained.initial_network(args.init_seed)
 
 
 def trained_runs(args):

@@ -70,7 +70,10 @@ TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
 def info(name):
-    """The registry entry of a dataset, or a clear error listing the known names."""
+    """The registry entry of a dataset, or a clear error listing the known names (a
+    :class:`DatasetInfo` itself, such as a user's data for :mod:`MASC.decode`, is returned as is)."""
+    if isinstance(name, DatasetInfo):
+        return name
     if name not in DATASETS:
         raise MASCError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
@@ -105,7 +108,8 @@ class Split:
 
 
 def normalise(images, name):
-    """uint8 images -> float32 inputs of the reference transform, on the images' device."""
+    """uint8 images -> float32 inputs of the reference transform, on the images' device (``name``:
+    a dataset's name or :class:`DatasetInfo`)."""
     x = images.float().div(255)
     if info(name).mean:
         mean, std = _mean_std(name, x.device)

@@ -1,9 +1,10 @@
 """The paper's models, torchvision style, with the reference's state_dict keys.
 
-Every model lists the layers MASC reads in ``taps``: reference short name -> name of the submodule
-whose output (flattened) is that layer's activation. :mod:`MASC.layers` taps them with forward
-hooks, the one mechanism shared by all models. Parameter-free modules (``Identity``, ``Flatten``,
-``ReLU``) stand at the tap points; they add no state_dict keys, so reference checkpoints load.
+Every model lists the layers the paper read in ``taps``: reference short name -> name of the
+submodule whose output (flattened) is that layer's activation. :mod:`MASC.layers` reads them as
+aliases of those modules (forward hooks), beside every other module or graph node name.
+Parameter-free modules (``Identity``, ``Flatten``, ``ReLU``) stand at the tap points; they add no
+state_dict keys, so reference checkpoints load.
 """
 import torch
 from torch import nn
@@ -175,9 +176,12 @@ def check_name(model):
         raise MASCError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
 
 
-def build(model, dataset):
-    """A freshly initialised model for a dataset (PyTorch default initialisation)."""
+def build(model, dataset, seed=None):
+    """A freshly initialised model for a dataset (PyTorch default initialisation); with ``seed``,
+    the initial weights of a training run of that seed (``torch.manual_seed(seed)`` first)."""
     check_name(model)
+    if seed is not None:
+        torch.manual_seed(seed)
     spec = data.info(dataset)
     channels, height, width = spec.shape
     if model == "CNN":

@@ -49,7 +49,7 @@ def per_sample_batchnorm(model):
 class Settings:
     """How the scripts read a trained network out (their read-out flags), in one object."""
 
-    layers: tuple = None  # short names; None: every tapped layer
+    layers: tuple = None  # layer names (MASC.layers); None: the model's default layers
     device: str = "auto"
     batch_size: int = BATCH
     per_sample_bn: bool = True  # ResNet BatchNorm on each image alone, as the paper read it out
@@ -81,11 +81,13 @@ class Reader:
     """A trained network read out layer by layer: built once from the network and how to read
     it, then used to read MASC out of every layer and to collect activations.
 
-    ``layers``: short names (None: every tapped layer); ``per_sample_bn``: ResNet BatchNorm with
-    each image's own statistics (the paper's read-out); the network runs in eval mode under
-    ``no_grad`` on ``device`` in batches of ``batch_size`` images. ``rows_on_disk``: MASC keeps a
-    layer's activations in temporary files (:class:`~MASC.rowfile.RowFile`) instead of memory
-    (same k and predictions; for layers whose rows do not fit)."""
+    ``dataset``: a dataset's name or :class:`~MASC.data.DatasetInfo` (the normalisation);
+    ``layers``: layer names (:mod:`MASC.layers`; None: the model's default layers);
+    ``per_sample_bn``: ResNet BatchNorm with each image's own statistics (the paper's read-out);
+    the network runs in eval mode under ``no_grad`` on ``device`` in batches of ``batch_size``
+    images. ``rows_on_disk``: MASC keeps a layer's activations in temporary files
+    (:class:`~MASC.rowfile.RowFile`) instead of memory (same k and predictions; for layers whose
+    rows do not fit)."""
 
     def __init__(self, net, dataset, *, layers=None, device="cpu", batch_size=BATCH,
                  per_sample_bn=False, rows_on_disk=False):

@@ -249,18 +249,75 @@ def write_csv(frame, path, index=False):
     return Path(path)
 
 
-def merge_csv(frame, path, keys):
+def merge_csv(frame, path, keys, fill=None):
     """Write ``frame`` to ``path``, keeping the rows already there whose ``keys`` it does not
     recompute (so runs over different probes or layers add up in one file). The read and the
-    write happen under the file's lock: two processes merging into one file lose no row."""
+    write happen under the file's lock: two processes merging into one file lose no row.
+    ``fill``: {key column: value} for rows of older files that lack that column."""
     path = Path(path)
+    fill = fill or {}
     with lock(path):
         if path.exists():
-            old = read_csv(path, keys)
+            old = read_csv(path, [k for k in keys if k not in fill])
+            old = old.assign(**{k: v for k, v in fill.items() if k not in old})
             fresh = pd.MultiIndex.from_frame(frame[keys].astype(str))
             kept = old[~pd.MultiIndex.from_frame(old[keys].astype(str)).isin(fresh)]
             frame = pd.concat([kept, frame], ignore_index=True)
         return write_csv(frame, path)
+
+
+def provenance_path(csv):
+    """The environment file written beside a results CSV: ``{stem}_provenance.json``."""
+    csv = Path(csv)
+    return csv.with_name(f"{csv.stem}_provenance.json")
+
+
+def write_provenance(csv, device):
+    """Write, beside the results CSV ``csv``, the environment that computed it: torch,
+    torchvision, CUDA and cuDNN versions, the device, the host, the command and the code's git
+    commit (``dirty``: with uncommitted changes). Returns the path."""
+    import json
+    import platform
+    import subprocess
+    import sys
+
+    import torchvision
+
+    def git(*args):
+        try:
+            done = subprocess.run(["git", "-C", str(Path(__file__).parent), *args], timeout=20,
+                                  capture_output=True, text=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                     if line.startswith("model name")), platform.processor() or platform.machine())
+    status = git("status", "--porcelain", "--untracked-files=no")
+    record = {"written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+              "device": str(device), "device_name": name, "cpus": os.cpu_count(),
+              "host": socket.gethostname(), "platform": platform.platform(),
+              "python": platform.python_version(), "torch": torch.__version__,
+              "torchvision": torchvision.__version__, "cuda": torch.version.cuda,
+              "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
+              else None, "commit": git("rev-parse", "HEAD"),
+              "dirty": None if status is None else bool(status)}
+    path = provenance_path(csv)
+    with atomic(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def _read_lines(path):
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
 
 
 def save_torch(obj, path):

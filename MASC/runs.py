@@ -27,6 +27,20 @@ class TrainedRun:
     train: data.Split
     test: data.Split
     seed: float  # the training seed (NaN for a checkpoint trained elsewhere)
+    spec: data.DatasetInfo = None  # the data's shape, classes and normalisation (None: dataset's)
+
+    def __post_init__(self):
+        self.spec = self.spec or data.info(self.dataset)
+
+    def initial_network(self, seed=None):
+        """The network as its training started: the same architecture with the initial weights
+        of the run's seed (or of ``seed``), untrained."""
+        seed = self.seed if seed is None else seed
+        if seed != seed:
+            raise MASCError(f"the training seed of {self.dataset} {self.model} p={self.p} run "
+                            f"{self.run} is unknown (a checkpoint trained elsewhere), so are its "
+                            f"initial weights; give the seed with --init-seed")
+        return models.build(self.model, self.dataset, seed=int(seed))
 
     def training(self):
         """``(split, corrupted, true)`` of the rows the network was trained on."""

@@ -419,8 +419,7 @@ def _train_group(members, start, session):
     schedule, device = session.schedule, session.train_split.images.device
     runs, nets = [m[0] for m in members], []
     for run, state, _ in members:
-        torch.manual_seed(run.seed)
-        net = models.build(run.model, run.dataset)
+        net = models.build(run.model, run.dataset, seed=run.seed)
         if state:
             net.load_state_dict(state["model"])
         nets.append(net.to(device))

@@ -9,7 +9,8 @@ from MASC import data, results, runs, training
 from MASC.errors import MASCError
 
 pytestmark = [requires_mnist, pytest.mark.slow]  # trains models
-COLUMNS = ["dataset", "model", "corrupt", "run", "exp", "subspaces_from", "layer", "dim", "k_min",
+COLUMNS = ["dataset", "model", "corrupt", "changed_labels", "run", "exp", "network",
+           "subspaces_from", "layer", "dim", "k_min",
            "k_mean", "k_max", "train_acc_vs_corrupted", "train_acc_vs_true", "test_acc",
            "model_test_acc", "threshold", "n_train", "fit_seconds", "predict_seconds"]
 

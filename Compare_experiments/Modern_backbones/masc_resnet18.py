@@ -15,6 +15,8 @@ single-value files under angle_results/. --per-sample-bn reproduces the referenc
 # Defaults: edit them here or override them on the command line.
 THRESHOLD = 0.99
 LAYERS = None         # None: l0 l0_1 l0_2 l0_3 l1 l2 l3 l4 bf_last
+CONTROL = "none"      # random-init: also read out the untrained network (the run's initial weights)
+INIT_SEED = None      # None: the run's training seed gives the control's initial weights
 PER_SAMPLE_BN = True   # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
 BATCH = 500
 ROWS_ON_DISK = False   # True: MASC's activations in temporary files, not RAM (big layers)
@@ -37,8 +39,9 @@ def main(argv=None):
     args = p.parse_args(_FIXED + list(sys.argv[1:] if argv is None else argv))
     for trained in cli.trained_runs(args):
         table = experiments.masc_experiments(trained, [1, 2], threshold=args.threshold,
-                                             readout=cli.readout_settings(args))
-        print(table[["subspaces_from", "layer", "dim", "k_mean", "train_acc_vs_corrupted",
+                                             readout=cli.readout_settings(args),
+                                             control=cli.control_network(args, trained))
+        print(table[["network", "subspaces_from", "layer", "dim", "k_mean", "train_acc_vs_corrupted",
                      "train_acc_vs_true", "test_acc", "fit_seconds", "predict_seconds"]]
               .to_string(index=False))
         print(f"results: {results.masc_csv(args.out, args.dataset, args.model, trained.p, trained.run, 1).parent}")
