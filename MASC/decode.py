@@ -26,7 +26,7 @@ THRESHOLD = 0.99      # share of each class's energy kept (or a whole number of 
 LAYERS = None         # None: the paper's short names, or the model's top-level modules
 CONTROL = "none"      # random-init: also read out the same architecture untrained
 INIT_SEED = 0         # the seed of the builder's initialisation (the control, or no --weights)
-PER_SAMPLE_BN = False  # BatchNorm with running statistics (--per-sample-bn: the paper's ResNet quirk)
+PER_SAMPLE_BN = False  # BatchNorm with running statistics (--per-sample-bn: the paper's quirk)
 BATCH = 1000          # images per forward pass
 ROWS_ON_DISK = False  # True: MASC's activations in temporary files, not RAM (big layers)
 SUBSET = None         # the first N training images only
@@ -50,7 +50,7 @@ from torch import nn  # noqa: E402
 from . import data, experiments, models, plots, results  # noqa: E402
 from .corruption import RunLabels  # noqa: E402
 from .errors import MASCError  # noqa: E402
-from .readout import Settings  # noqa: E402
+from .readout import Settings, per_sample_batchnorm  # noqa: E402
 from .runs import TrainedRun  # noqa: E402
 
 
@@ -377,7 +377,8 @@ def read_out(model, train, test=None, *, model_args=None, weights=None, train_la
         log(f"no weights given: {what} is read out with its initial weights (seed {init_seed})")
     _, corrupted, true = labels.training(train_set.split.first(n))
     fitted = {"given": corrupted, **({"true": true} if second else {})}
-    _check_classes(train_set, test_set, fitted, _probe(net, train_set.split.images, spec, what),
+    probed = per_sample_batchnorm(net) if readout.per_sample_bn else net
+    _check_classes(train_set, test_set, fitted, _probe(probed, train_set.split.images, spec, what),
                    spec)
     untrained = build_model(make, model_args, dataset, seed=init_seed) \
         if control == "random-init" else None
@@ -408,20 +409,21 @@ def main(argv=None):
                    "builder (torchvision.models.resnet18) or module:callable / file.py:callable")
     p.add_argument("--model-args", nargs="*", default=[], metavar="KEY=VALUE",
                    help="keyword arguments of the builder (num_classes=10)")
-    p.add_argument("--weights", help="state_dict file (none: the builder's initialisation)")
+    p.add_argument("--weights", help="state_dict file (none: the builder's initialisation under "
+                   "--init-seed)")
     p.add_argument("--train", required=True, help="training set: a dataset name, an image folder "
                    "or an .npz of images and labels")
-    p.add_argument("--test", help="evaluation set (default: the dataset's test split)")
+    p.add_argument("--test", help="evaluation set (none: the dataset's test split)")
     p.add_argument("--train-labels", help="the labels the network was trained on, when not the "
                    "training set's own: a run's labels.npz, or an .npy / .npz of labels")
-    p.add_argument("--corrupt", type=cli.corruption, help="their corruption degree p (default: "
+    p.add_argument("--corrupt", type=cli.corruption, help="their corruption degree p (none: "
                    "labels.npz's; 0 without --train-labels)")
     p.add_argument("--mean", nargs="+", type=float, help="normalisation mean(s) after scaling to "
-                   "[0, 1] (default: the dataset's, else none)")
+                   "[0, 1] (none: the dataset's, else none)")
     p.add_argument("--std", nargs="+", type=float, help="normalisation standard deviation(s)")
     p.add_argument("--channels", type=cli.positive_int, help="repeat one-channel images to this "
                    "many channels (3 for torchvision's models)")
-    p.add_argument("--name", help="the data's name in the results (default: the training set's)")
+    p.add_argument("--name", help="the data's name in the results (none: the training set's)")
     p.add_argument("--run", type=cli.positive_int, default=1, help="run index in the results")
     cli.add_settings(p, cli.constants(globals()))
 
@@ -437,7 +439,8 @@ def main(argv=None):
         print(table[["exp", "network", "subspaces_from", "layer", "dim", "k_mean",
                      "train_acc_vs_corrupted", "test_acc", "model_test_acc"]]
               .to_string(index=False))
-        print(f"results: {results.masc_csv(args.out, table.dataset[0], table.model[0], table.corrupt[0], args.run, 1).parent}")
+        first = table.iloc[0]
+        print(f"results: {results.masc_csv(args.out, first.dataset, first.model, first.corrupt, args.run, 1).parent}")
 
     run(p.parse_args(argv))
 

@@ -13,13 +13,15 @@ Every activation is flattened to (batch, D). Without names, the layers are the p
 names, or for other models their top-level modules. List a model's layers and their sizes with::
 
     python -m MASC.layers CNN --dataset MNIST
-    python -m MASC.layers torchvision.models.resnet18 --model-args num_classes=10 --input-shape 3 28 28
+    python -m MASC.layers torchvision.models.resnet18 --model-args num_classes=10 \\
+        --input-shape 3 28 28
 """
 import argparse
 import contextlib
 import difflib
 import math
 import warnings
+import weakref
 
 import torch
 
@@ -33,16 +35,22 @@ def layer_names(model):
     return list(taps) if taps else [name for name, _ in model.named_children()]
 
 
+_NODES = weakref.WeakKeyDictionary()  # model -> its graph node names (traced once per model)
+
+
 def graph_nodes(model):
-    """torchvision's graph node names of ``model`` in eval mode, or None if it does not trace."""
+    """torchvision's graph node names of ``model`` in eval mode, or None if it does not trace
+    (traced once per model object)."""
     from torchvision.models.feature_extraction import get_graph_node_names
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return get_graph_node_names(model, suppress_diff_warning=True)[1]
-    except Exception:  # torch.fx fails in many ways on untraceable code
-        return None
+    if model not in _NODES:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _NODES[model] = get_graph_node_names(model, suppress_diff_warning=True)[1]
+        except Exception:  # torch.fx fails in many ways on untraceable code
+            _NODES[model] = None
+    return _NODES[model]
 
 
 def _module_names(model, nodes):
@@ -51,7 +59,7 @@ def _module_names(model, nodes):
     names = [name for name, _ in model.named_modules() if name]
     if nodes is None:
         return names
-    owners = {".".join(node.split(".")[:i]) for node in nodes for i in range(1, node.count(".") + 1)}
+    owners = {node.rsplit(".", i)[0] for node in nodes for i in range(1, node.count(".") + 1)}
     return [name for name in names if name in owners or name in set(nodes)]
 
 
@@ -182,7 +190,8 @@ def readable(model, x):
             def survey(name):
                 def hook(module, args, output):
                     calls[name] += 1
-                    shapes[name] = _shape(output) if calls[name] == 1 else f"runs {calls[name]} times"
+                    once = calls[name] == 1
+                    shapes[name] = _shape(output) if once else f"runs {calls[name]} times"
                 return hook
 
             handles = [found[name].register_forward_hook(survey(name)) for name in modules]
