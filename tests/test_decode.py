@@ -192,6 +192,11 @@ def test_image_folders_name_their_classes(tmp_path, capsys):
                     readout=decode.Settings(device="cpu"), log=lambda *_: None)
     table = pd.read_csv(results.masc_csv(out, "shapes", "small_net", 0.0, 1, 1))
     assert table.n_train.tolist() == [12] and table.dim.tolist() == [16]
+    on_disk = decode.read_out(small_net, train, test, model_args={"channels": 3}, layers=["fc"],
+                              out=tmp_path / "disk", figure=False, log=lambda *_: None,
+                              readout=decode.Settings(device="cpu", rows_on_disk=True))
+    same = ["k_mean", "train_acc_vs_corrupted", "test_acc", "model_test_acc"]
+    assert on_disk[same].values.tolist() == table[same].values.tolist()  # --rows-on-disk
     with pytest.raises(MASCError, match="the evaluation set other has other classes than the "
                                         "training set shapes"):
         decode.read_out(small_net, train, other, model_args={"channels": 3}, out=out)
