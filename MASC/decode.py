@@ -18,22 +18,18 @@ normalised with ``--mean`` / ``--std`` (default: the dataset's, else none).
 
 Writes, like pytorch_MASC_all.py, results/masc/{name}_{model}/{p}/Run_{run}_exp{n}.csv (per layer:
 k per class, accuracies, the network's own test accuracy; --control random-init adds the rows of
-the same architecture untrained), the _per_class.csv, a _provenance.json, and the per-layer figure
-Run_{run}_layers.png / .pdf beside them. ``read_out`` is the same as a library call.
+the same architecture untrained), the _per_class.csv, and the per-layer figure
+Run_{run}_layers.png / .pdf beside them. Every row records, as the paper scripts' do, the read-out
+settings and provenance (seed: the initial weights' seed where no --weights were given; label_seed,
+subset, holdout of the labels; checkpoint_epoch 0 for initial weights, empty for a state_dict
+trained elsewhere), changed_labels and the environment. ``read_out`` is the same as a library call.
 """
-# Defaults: edit them here or override them on the command line.
-THRESHOLD = 0.99      # share of each class's energy kept (or a whole number of components)
-LAYERS = None         # None: the paper's short names, or the model's top-level modules
-CONTROL = "none"      # random-init: also read out the same architecture untrained
-INIT_SEED = 0         # the seed of the builder's initialisation (the control, or no --weights)
+# Defaults are the settings groups' (--help lists them): the read-out (MASC/readout.py Settings:
+# LAYERS = None, the paper's short names or the model's top-level modules; BATCH = 1000;
+# ROWS_ON_DISK = False; SUBSET and TEST_SUBSET = None, every image), MASC's THRESHOLD = 0.99, the
+# control (CONTROL = "none") and DEVICE, DATA, OUT. This command's own defaults:
+INIT_SEED = 0          # the seed of the builder's initialisation (the control, or no --weights)
 PER_SAMPLE_BN = False  # BatchNorm with running statistics (--per-sample-bn: the paper's quirk)
-BATCH = 1000          # images per forward pass
-ROWS_ON_DISK = False  # True: MASC's activations in temporary files, not RAM (big layers)
-SUBSET = None         # the first N training images only
-TEST_SUBSET = None    # the first N evaluation images only
-DEVICE = "auto"
-DATA = None           # $MASC_DATA or ./data (for dataset names)
-OUT = "."
 
 import ast  # noqa: E402
 import difflib  # noqa: E402
@@ -47,10 +43,11 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from . import data, experiments, models, plots, results  # noqa: E402
+from . import data, experiments, masc, models, plots, results  # noqa: E402
 from .corruption import RunLabels  # noqa: E402
 from .errors import MASCError  # noqa: E402
 from .readout import Settings, per_sample_batchnorm  # noqa: E402
+from .results import RunKey  # noqa: E402
 from .runs import TrainedRun  # noqa: E402
 
 
@@ -327,7 +324,8 @@ def _probe(net, images, spec, what):
 
 def read_out(model, train, test=None, *, model_args=None, weights=None, train_labels=None,
              corrupt=None, mean=None, std=None, channels=None, name=None, run=1,
-             control="none", init_seed=INIT_SEED, layers=LAYERS, threshold=THRESHOLD,
+             control=experiments.CONTROL, init_seed=INIT_SEED, layers=None,
+             threshold=masc.THRESHOLD,
              readout=Settings(per_sample_bn=PER_SAMPLE_BN), subset=None, test_subset=None,
              root=None, out=".", figure=True, log=print):
     """Read ``model`` (a paper model's name, a builder spec or a callable, see :func:`builder`)
@@ -366,7 +364,7 @@ def read_out(model, train, test=None, *, model_args=None, weights=None, train_la
     labels = RunLabels(labels.corrupted[:n], labels.true[:n], labels.holdout[labels.holdout < n],
                        float(p), labels.label_seed)
     spec = data.DatasetInfo(name or train_set.name, train_set.num_classes, shape, mean, std,
-                            float("nan"))
+                            float("nan"), n, len(test_set.split.first(test_subset)))
     dataset = train_set.name if train_set.name in data.DATASETS else None
     what = model_name(model)
     make = model if model in models.MODELS else builder(model)
@@ -382,17 +380,22 @@ def read_out(model, train, test=None, *, model_args=None, weights=None, train_la
                    spec)
     untrained = build_model(make, model_args, dataset, seed=init_seed) \
         if control == "random-init" else None
-    trained = TrainedRun(out, spec.name, what, float(p), run, net, labels,
-                         train_set.split.first(n), test_set.split.first(test_subset), init_seed,
-                         spec)
+    provenance = {"seed": init_seed if weights is None else float("nan"),
+                  "label_seed": float("nan") if labels.label_seed is None else labels.label_seed,
+                  "subset": n, "holdout": len(labels.holdout) / n,
+                  "checkpoint_epoch": 0 if weights is None else float("nan")}
+    key = RunKey(out, spec.name, what, p, run)
+    trained = TrainedRun(key, net, labels, train_set.split.first(n),
+                         test_set.split.first(test_subset), provenance, spec)
     layers = None if layers is None or list(layers) == ["all"] else tuple(layers)
     table = experiments.masc_experiments(
         trained, [1, 2] if second else [1], threshold=threshold, control=untrained,
-        readout=replace(readout, layers=layers), reference_files=False, log=log)
+        init_seed=init_seed, readout=replace(readout, layers=layers), reference_files=False,
+        log=log)
     if figure:
-        csvs = [results.masc_csv(out, spec.name, what, p, run, e) for e in (1, 2)]
+        csvs = [key.masc_csv(e) for e in (1, 2)]
         rows = plots.masc_rows(pd.concat([results.read_csv(c) for c in csvs if c.exists()]))
-        stem = csvs[0].with_name(f"Run_{run}_layers")
+        stem = key.masc_figure
         plots.save(plots.accuracy_figure(rows, spec.name, what), stem)
         log(f"figure: {stem}.png")
     return table
@@ -425,7 +428,8 @@ def main(argv=None):
                    "many channels (3 for torchvision's models)")
     p.add_argument("--name", help="the data's name in the results (none: the training set's)")
     p.add_argument("--run", type=cli.positive_int, default=1, help="run index in the results")
-    cli.add_settings(p, cli.constants(globals()))
+    cli.add_settings(p, {**cli.READOUT, **cli.MASC, **cli.CONTROL, **cli.COMMON,
+                         **cli.constants(globals())})
 
     @cli.main
     def run(args):
@@ -440,7 +444,8 @@ def main(argv=None):
                      "train_acc_vs_corrupted", "test_acc", "model_test_acc"]]
               .to_string(index=False))
         first = table.iloc[0]
-        print(f"results: {results.masc_csv(args.out, first.dataset, first.model, first.corrupt, args.run, 1).parent}")
+        key = RunKey(args.out, first.dataset, first.model, first.corrupt, args.run)
+        print(f"results: {key.masc_csv(1).parent}")
 
     run(p.parse_args(argv))
 

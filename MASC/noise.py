@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from . import data, plots, results, retrain, training
 from .readout import Settings
 from .errors import MASCError
-from .masc import MinimumAngleSubspaceClassifier
+from .masc import THRESHOLD, MinimumAngleSubspaceClassifier
 
 # detector -> (flag column, score column) of a scores frame
 DETECTORS = {"MASC": ("masc_flag", "masc_margin"),
@@ -146,7 +146,7 @@ def _layer_and_softmax(reader, images, layer):
     return torch.cat(acts), torch.cat(probs).numpy()
 
 
-def detect(trained, *, readout=Settings(), threshold=0.99, folds=5, seed=0, log=print):
+def detect(trained, *, readout=Settings(), threshold=THRESHOLD, folds=5, seed=0, log=print):
     """Score every trained-on label of a memorised :class:`~MASC.runs.TrainedRun` with each
     detector.
 
@@ -195,8 +195,8 @@ def cleaned_labels(scores, variant):
     raise MASCError(f"unknown retraining variant {variant!r}; choose from {', '.join(VARIANTS)}")
 
 
-def retrain_variant(trained, scores, variant, *, device="cpu", max_epochs=30, patience=3,
-                    seed=None, shuffle=False, log=print):
+def retrain_variant(trained, scores, variant, *, device="cpu", max_epochs=retrain.MAX_EPOCHS,
+                    patience=retrain.PATIENCE, seed=None, shuffle=False, log=print):
     """Fine-tune the memorised model of a :class:`~MASC.runs.TrainedRun` on the labels a variant
     cleans (clean protocol: early stopping on the hold-out's corrupted labels, the best epoch
     kept); one summary row."""
@@ -236,7 +236,7 @@ def summarise(frame, by, values):
 def study_files(folder, kind):
     """The per-run CSVs of one kind (scores, metrics, layers, retrain) under a study folder
     (results/label_noise/{ds}_{model}), in (p, run) order."""
-    return sorted(folder.glob(f"*/Run_*_{kind}.csv"))
+    return [path for _, _, path in results.find_in(folder, "label_noise", part=kind)]
 
 
 def load_scores(folder):

@@ -62,7 +62,7 @@ def test_module_names_give_the_short_names_csv_and_the_control_adds_rows(trained
                                                                          monkeypatch):
     """pytorch_MASC_all.py by module names writes exactly the rows its short names write (but the
     layer's name and the timings); --control random-init adds the untrained network's rows, the
-    realised share of changed labels stands beside p, a provenance file beside the CSV."""
+    realised share of changed labels stands beside p, the environment in columns of its own."""
     out, _ = trained
     real = data.load
     monkeypatch.setattr(data, "load", lambda name, root=None, train=True:
@@ -87,7 +87,9 @@ def test_module_names_give_the_short_names_csv_and_the_control_adds_rows(trained
         labels = runs.load_run(out, "MNIST", "CNN", 0.8, 1, root=data_root).labels
         assert table.changed_labels.eq(np.mean(labels.corrupted != labels.true)).all()
         assert 0.6 < table.changed_labels.iloc[0] < 0.8  # about p x (1 - 1/10)
-        assert results.provenance_path(csv).exists()
+        assert table.torch.eq(torch.__version__).all() and table.commit.notna().all()
+        assert control.init_seed.eq(SEED + 1).all() and table[table.network == "trained"] \
+            .init_seed.isna().all()
         per_class = pd.read_csv(results.masc_csv(out, "MNIST", "CNN", 0.8, 1, exp, True))
         assert len(per_class) == 3 * 5 * 10 - 10  # (short, module, control) x layers x classes,
         # input is a short name and a module name: one row per class
@@ -104,9 +106,9 @@ def test_older_csvs_without_the_new_columns_merge_and_plot(tmp_path):
                         "test_acc": [0.5, 0.6], "model_test_acc": 0.3})
     results.write_csv(old, csv)
     new = old.assign(network="random-init", test_acc=[0.2, 0.25], model_test_acc=0.1,
-                     changed_labels=0.72)
-    keys = experiments.MERGE_KEYS + list(experiments.NETWORK)
-    results.merge_csv(new, csv, keys, fill=experiments.NETWORK)
+                     changed_labels=0.72, threshold=0.99, n_train=200, n_test=100,
+                     per_sample_bn=True)
+    results.merge_csv(new, csv, experiments.MERGE_KEYS, fill=experiments.NETWORK)
     table = pd.read_csv(csv)
     assert list(table.network) == ["trained", "trained", "random-init", "random-init"]
     assert table.test_acc.tolist() == [0.5, 0.6, 0.2, 0.25]

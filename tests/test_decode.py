@@ -1,7 +1,5 @@
 """python -m MASC.decode: a user's model (defined here, or torchvision's ResNet-18), checkpoint
 and data, read out end to end; the random-init control; one-line errors for what does not fit."""
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,7 +58,8 @@ def decode_main(*argv):
 
 def test_a_model_defined_here_end_to_end_with_the_control(npz, tmp_path):
     """CSV rows per (network, layer) with the pipeline's columns, the network's own accuracy,
-    the control's rows from the builder's initialisation, the figure and the provenance file
+    the control's rows from the builder's initialisation, the figure, and the provenance and
+    environment columns
     (break: read the control from the trained weights, or drop its rows)."""
     train, test = npz
     torch.manual_seed(3)
@@ -98,10 +97,13 @@ def test_a_model_defined_here_end_to_end_with_the_control(npz, tmp_path):
     per_class = pd.read_csv(results.masc_csv(out, "train", "small_net", 0.0, 1, 1, per_class=True))
     assert len(per_class) == 2 * 3 * 3 and set(per_class.network) == {"trained", "random-init"}
     assert csv.with_name("Run_1_layers.png").stat().st_size > 0
-    provenance = json.loads(results.provenance_path(csv).read_text())
-    assert provenance["torch"] == torch.__version__ and provenance["device"] == "cpu"
-    assert {"cuda", "commit", "dirty", "device_name", "command", "torchvision"} <= set(provenance)
-    assert not results.reference_masc_files(out, "train", "small_net", 0.0, 1, 1, "conv")[
+    assert table.torch.eq(torch.__version__).all() and table.device.str.startswith("cpu (").all()
+    assert set(results.ENVIRONMENT_COLUMNS) <= set(table) and table.commit.notna().all()
+    assert table.seed.isna().all() and table.checkpoint_epoch.isna().all()  # weights from elsewhere
+    assert table.init_seed.isna().tolist() == [True] * 3 + [False] * 3  # the control's seed only
+    assert (table.init_seed.iloc[3:] == 0).all()
+    assert (table.subset == 60).all() and (table.holdout == 0).all()
+    assert not results.RunKey(out, "train", "small_net", 0.0, 1).reference_masc_files(1, "conv")[
         "test"].exists()  # a user's run gets our tidy files only
 
 

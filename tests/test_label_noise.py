@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from conftest import requires_mnist
+from conftest import requires_mnist, script
 from MASC import MinimumAngleSubspaceClassifier, data, noise, plots, results, runs
 from MASC.errors import MASCError
-from test_retrain import memorise, small_test_set  # noqa: F401 (a fixture)
-
-from test_compare import script
 
 label_noise = script("Compare_experiments/label_noise/label_noise.py")
 make_plots = script("Compare_experiments/plotting/make_plots.py")
@@ -85,9 +85,13 @@ def test_missing_cleanlab_is_one_clear_error(monkeypatch):
 def test_probe_probabilities_are_out_of_sample_and_need_enough_rows_per_class():
     g = torch.Generator().manual_seed(0)
     X = torch.cat([torch.randn(30, 5, generator=g) + 6 * torch.eye(5)[c] for c in range(3)])
+    X = torch.cat([X, torch.zeros(90, 1)], 1)
+    X[0, 5] = 1  # a feature of row 0 alone: a probe fitted on row 0 can memorise its label ...
     y = np.repeat(np.arange(3), 30)
-    y[0] = 1  # a row of class 0 labelled 1: out of sample, its probe does not believe the label
-    probs = noise.probe_probabilities(X, y, num_classes=3, folds=5)
+    y[0] = 1  # ... a row of class 0 labelled 1
+    in_sample = make_pipeline(StandardScaler(), LogisticRegression(max_iter=noise.PROBE_MAX_ITER))
+    assert in_sample.fit(X.numpy(), y).predict(X[:1].numpy()).tolist() == [1]  # it does
+    probs = noise.probe_probabilities(X, y, num_classes=3, folds=5)  # out of sample it cannot
     assert probs.shape == (90, 3) and np.allclose(probs.sum(1), 1)
     assert probs[0].argmax() == 0 and probs[0, 1] < 0.5
     assert (probs[1:].argmax(1) == y[1:]).mean() > 0.95
@@ -156,9 +160,10 @@ def test_precision_recall_figure():
 
 @requires_mnist
 @pytest.mark.slow
-def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypatch, small_test_set):
+def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypatch, small_test_set,
+                                                            tiny_runs):
     pytest.importorskip("cleanlab")
-    memorise(tmp_path, 0.8, holdout=0.1)
+    tiny_runs(tmp_path, holdout=0.1)
     scores, table = noise.detect(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1), folds=3,
                                  log=lambda *_: None)
     assert len(scores) == 115 and table.chosen.sum() == 1
@@ -183,9 +188,9 @@ def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypat
 
 @requires_mnist
 @pytest.mark.slow
-def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
+def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys, tiny_runs):
     pytest.importorskip("cleanlab")
-    memorise(tmp_path, 0.8, holdout=0.1)
+    tiny_runs(tmp_path, holdout=0.1)
     args = ["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1", "--out", str(tmp_path),
             "--device", "cpu", "--folds", "3", "--max-epochs", "1"]
     label_noise.main(args + ["--variants", "cleanlab_prune"])
@@ -206,3 +211,14 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
     make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
     assert (tmp_path / "plots" / "LABEL_NOISE_MNIST_CNN.png").exists()
     assert (tmp_path / "plots" / "label_noise_MNIST_CNN.md").read_text() == table
+    # other settings (case 4 of the fault matrix: the earlier settings' scores and retrainings
+    # were reported as the new ones): scored and retrained again, and recorded
+    label_noise.main(args + ["--variants", "cleanlab_prune", "--threshold", "0.5", "--folds", "4"])
+    rescored = pd.read_csv(folder / "Run_1_scores.csv")
+    assert rescored.threshold.eq(0.5).all() and rescored.folds.eq(4).all()
+    again = pd.read_csv(folder / "Run_1_retrain.csv")
+    assert list(again.variant) == ["cleanlab_prune"] and again.threshold.eq(0.5).all()
+    label_noise.main(args + ["--variants", "cleanlab_prune", "--threshold", "0.5", "--folds", "4",
+                             "--max-epochs", "2"])  # retrained again, not scored again
+    assert pd.read_csv(folder / "Run_1_scores.csv").equals(rescored)
+    assert pd.read_csv(folder / "Run_1_retrain.csv").max_epochs.tolist() == [2]

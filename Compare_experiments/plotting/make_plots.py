@@ -47,7 +47,7 @@ def main(argv=None):
         for (dataset, model), group in summary.groupby(["dataset", "model"]):
             written += plots.save(plots.sensitivity_figure(group, dataset, model),
                                   stem("SENSITIVITY", dataset, model))
-    for folder in sorted((results.tidy_root(args.out) / "label_noise").glob("*_*")):
+    for folder in sorted(results.kind_folders(args.out, "label_noise")):
         if not noise.study_files(folder, "metrics"):
             continue
         detectors, retrained = noise.study_summary(folder)
