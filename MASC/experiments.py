@@ -102,8 +102,8 @@ def masc_experiments(trained, exps, *, threshold=THRESHOLD, readout=Settings(), 
                        "train_acc_vs_corrupted": accuracy(found.fitted_rows[name], corrupted),
                        "train_acc_vs_true": accuracy(found.fitted_rows[name], true),
                        "test_acc": accuracy(test_pred[name], test.labels),
-                       "model_test_acc": model_test_acc,
-                       "fit_seconds": round(found.fit_seconds[name], 4),
+                       "model_test_acc": model_test_acc, "threshold": threshold,
+                       "n_train": len(split), "fit_seconds": round(found.fit_seconds[name], 4),
                        "predict_seconds": round(found.predict_seconds[name], 4),
                        **settings, **provenance, **environment}
                 rows[exp].append(row)

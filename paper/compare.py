@@ -305,7 +305,8 @@ def comparison(summary, paper):
                          "ours_min": got["min"], "ours_max": got["max"], "n": int(got.n),
                          "ours_layer": got.layer, "paper": value, "paper_layer": layer,
                          "diff": None if value is None else got["mean"] - value})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*CELL, "quantity", "ours", "ours_min", "ours_max", "n",
+                                       "ours_layer", "paper", "paper_layer", "diff"])
 
 
 def apart(summary):
