@@ -14,9 +14,9 @@ import torch
 from .corruption import LABELLINGS
 from .data import DATASETS, DATA_ENV
 from .devices import mps_available
-from . import masc, readout, results, retrain, runs, training
+from . import experiments, masc, readout, results, retrain, runs, training
 from .errors import MASCError
-from .models import MODELS
+from .models import INITS, MODELS
 from .probes import PROBES
 from .retrain import PROTOCOLS
 
@@ -183,16 +183,21 @@ SETTINGS = {
     "TRAIN_BATCH": Setting("--train-batch", positive_int, "training images per step (default: "
                            "the reference's for the model and dataset)"),
     "INIT": Setting("--init", str, "initial weights: pytorch (PyTorch's defaults, the reference's) "
-                    "or glorot (Keras's: Glorot-uniform weights, zero biases)",
-                    choices=("pytorch", "glorot")),
+                    "or glorot (Keras's: Glorot-uniform weights, zero biases)", choices=INITS),
     "SCALING": Setting("--scaling", str, "input pixels: reference (the reference transform) or "
                        "unit ([0, 1] only)", choices=("reference", "unit")),
     "STOP_ON": Setting("--stop-on", str, "train accuracy the stop rule reads: post-epoch (a pass "
                        "over the training set after the epoch) or running (the epoch's own steps); "
                        "default: the reference's (MLP post-epoch, others running)",
                        choices=("post-epoch", "running")),
-    "LAYERS": Setting("--layers", str, "layer short names (default: every probed layer)",
-                      nargs="+"),
+    "LAYERS": Setting("--layers", str, "layer names: the paper's short names, module or "
+                      "graph node names (python -m MASC.layers MODEL lists them; default: the "
+                      "paper's layers, or a model's top-level modules)", nargs="+"),
+    "CONTROL": Setting("--control", str, "random-init: also read out the same architecture "
+                       "with its initial (untrained) weights, as extra rows (network = "
+                       "random-init) of the exp1/exp2 CSVs", choices=experiments.CONTROLS),
+    "INIT_SEED": Setting("--init-seed", int, "seed of the initial weights for --control "
+                         "random-init (the paper's runs: default the run's training seed)"),
     "PER_SAMPLE_BN": Setting("--per-sample-bn", None, "ResNet BatchNorm with each image's own "
                              "statistics, as the paper read it out (no effect on models without "
                              "BatchNorm); --eval-bn: its running statistics", off="--eval-bn"),
@@ -275,6 +280,7 @@ TRAINING = defaults(training.Schedule)                      # how runs train
 READOUT = {**defaults(readout.Settings), "SUBSET": training.Schedule.subset,
            "TEST_SUBSET": training.Schedule.test_subset}    # how a trained network is read out
 MASC = {"THRESHOLD": masc.THRESHOLD}                        # MASC's settings
+CONTROL = {"CONTROL": experiments.CONTROL, "INIT_SEED": experiments.INIT_SEED}  # the untrained net
 FINE_TUNING = {"MAX_EPOCHS": retrain.MAX_EPOCHS, "PATIENCE": retrain.PATIENCE,
                "SEED": training.Schedule.seed, "SHUFFLE": training.Schedule.shuffle}
 

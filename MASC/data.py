@@ -72,7 +72,10 @@ TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
 def info(name):
-    """The registry entry of a dataset, or a clear error listing the known names."""
+    """The registry entry of a dataset, or a clear error listing the known names (a
+    :class:`DatasetInfo` itself, such as a user's data for :mod:`MASC.decode`, is returned as is)."""
+    if isinstance(name, DatasetInfo):
+        return name
     if name not in DATASETS:
         raise MASCError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
@@ -111,7 +114,8 @@ SCALINGS = ("reference", "unit")
 
 def normalise(images, name, scaling="reference"):
     """uint8 images -> float32 inputs on the images' device: the reference transform of dataset
-    ``name``, or with ``scaling="unit"`` pixels in [0, 1] only (Keras's usual MNIST inputs)."""
+    ``name`` (a dataset's name or :class:`DatasetInfo`), or with ``scaling="unit"`` pixels in
+    [0, 1] only (Keras's usual MNIST inputs)."""
     x = images.float().div(255)
     if scaling not in SCALINGS:
         raise MASCError(f"unknown input scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")

@@ -6,45 +6,86 @@ exp2: the same model, subspaces from the true labels;
 exp3: the model trained at p = 0.0 (same run), subspaces from the labels corrupted at p.
 exp1 and exp2 share the read-out: one forward pass per layer, one layer at a time
 (:meth:`~MASC.readout.Reader.masc_by_layer`).
+
+The random-init control reads the same architecture with its initial, untrained weights out in the
+same way for exp1 and exp2: extra rows whose ``network`` is ``random-init`` (the trained model's
+rows say ``trained``). Every row states ``changed_labels``, the realised share of training labels
+that the corruption changed (beside p; about p x (1 - 1/C)).
 """
+import numpy as np
 import pandas as pd
 
-from . import data, results, runs
+from . import results, runs
+from .errors import MASCError
 from .masc import THRESHOLD, accuracy
 from .readout import Settings
 
 FITTED_ON = {1: "corrupted", 2: "original", 3: "corrupted"}  # the labelling each exp fits MASC on
-# a row of our MASC CSVs per (labelling, layer, read-out settings); rows of other weights go
-MERGE_KEYS = ["subspaces_from", "layer", *results.READOUT_COLUMNS]
+# a row of our MASC CSVs per (labelling, layer, network read, read-out settings); rows of other
+# weights go
+MERGE_KEYS = ["subspaces_from", "layer", "network", *results.READOUT_COLUMNS]
+NETWORK = {"network": "trained"}  # rows of CSVs from before the control: the trained network's
+CONTROLS = ("none", "random-init")  # --control: the untrained-network control, or none
+CONTROL = "none"
+INIT_SEED = None  # the control's initial weights: None, the run's training seed
 
 
-def masc_experiments(trained, exps, *, threshold=THRESHOLD, readout=Settings(), log=print):
+def control(trained, kind=CONTROL, init_seed=INIT_SEED):
+    """The keyword arguments of :func:`masc_experiments` for the control ``kind`` of a
+    :class:`~MASC.runs.TrainedRun` (``--control``, ``--init-seed``): for random-init, the
+    untrained network (its initial weights from ``init_seed``, or the run's training seed) and
+    that seed; for none, nothing."""
+    if kind not in CONTROLS:
+        raise MASCError(f"unknown control {kind!r}; choose one of {', '.join(CONTROLS)}")
+    if kind == "none":
+        return {}
+    seed = trained.seed if init_seed is None else init_seed
+    return {"control": trained.initial_network(seed), "init_seed": seed}
+
+
+def masc_experiments(trained, exps, *, threshold=THRESHOLD, readout=Settings(), control=None,
+                     init_seed=None, reference_files=True, log=print):
     """Run the chosen experiments on a :class:`~MASC.runs.TrainedRun` (exp3 loads the same run
-    trained at p = 0.0 beside it); returns one tidy DataFrame (rows: exp x layer)."""
-    key, dataset = trained.key, trained.dataset
+    trained at p = 0.0 beside it); returns one tidy DataFrame (rows: exp x network x layer).
+
+    ``control``: the untrained network (the same architecture with the initial weights of
+    ``init_seed``), read out for exp1 and exp2 beside the trained one; its rows carry the run's
+    provenance (the run whose initial weights they are) and ``init_seed``.
+    ``reference_files``: also write the reference's single-value files (the trained network's)."""
+    key, spec = trained.key, trained.spec
     for exp in exps:  # results files we will merge into must be readable before any work
         for per_class, keys in ((False, MERGE_KEYS), (True, MERGE_KEYS + ["class"])):
             path = key.masc_csv(exp, per_class)
             if path.exists():
-                results.read_csv(path, [k for k in keys if k not in results.PROVENANCE])
-    num_classes = data.info(dataset).num_classes
+                results.read_csv(path, [k for k in keys
+                                        if k not in results.PROVENANCE and k not in NETWORK])
+    num_classes = spec.num_classes
     test = trained.test
     class_masks = [test.labels == c for c in range(num_classes)]
     split, corrupted, true = trained.training()
     given = {"corrupted": corrupted, "original": true}
+    changed = float(np.mean(np.asarray(corrupted) != np.asarray(true)))
+    first, clean = [e for e in exps if e in (1, 2)], [e for e in exps if e == 3]
+    reads = [("trained", key.corrupt, first),
+             ("random-init", key.corrupt, first if control is not None else []),
+             ("trained", 0.0, clean)]
     frames = []
-    for model_p, group in ((key.corrupt, [e for e in exps if e in (1, 2)]),
-                           (0.0, [e for e in exps if e == 3])):
+    for network, model_p, group in reads:
         if not group:
             continue
         net, provenance = ((trained.net, trained.provenance) if model_p == key.corrupt
                            else runs.load_weights(key.at(model_p)))
-        reader = readout.reader(net, dataset)
+        net = control if network == "random-init" else net
+        reader = readout.reader(net, spec)
         labellings = {FITTED_ON[e]: given[FITTED_ON[e]] for e in group}
         settings = {"threshold": threshold, "n_train": len(split), "n_test": len(test),
                     "per_sample_bn": readout.per_sample_bn}
-        log(f"{dataset} {key.model} run {key.run}: MASC on the model trained at p={model_p} "
-            f"(exp{'+'.join(map(str, group))}, {len(split)} training samples, {reader.device})")
+        which = {"network": network, "init_seed": init_seed if network == "random-init" else None}
+        environment = results.environment(reader.device)
+        log(f"{spec.name} {key.model} run {key.run}: MASC on the "
+            f"{'untrained (initial weights)' if network == 'random-init' else 'trained'} model "
+            f"at p={model_p} (exp{'+'.join(map(str, group))}, {len(split)} training samples, "
+            f"{reader.device})")
         rows = {exp: [] for exp in group}
         per_class = {exp: [] for exp in group}
         fitted = {exp: [] for exp in group}  # (layer, k per class) for the reference's files
@@ -55,32 +96,34 @@ def masc_experiments(trained, exps, *, threshold=THRESHOLD, readout=Settings(), 
             for exp in group:
                 name, layer = FITTED_ON[exp], found.layer
                 k = found.n_components[name]
-                row = {**key.ids(), "exp": exp, "subspaces_from": name, "layer": layer,
-                       "dim": found.dim, "k_min": int(k.min()), "k_mean": float(k.mean()),
-                       "k_max": int(k.max()),
+                row = {**key.ids(), "changed_labels": changed, "exp": exp, **which,
+                       "subspaces_from": name, "layer": layer, "dim": found.dim,
+                       "k_min": int(k.min()), "k_mean": float(k.mean()), "k_max": int(k.max()),
                        "train_acc_vs_corrupted": accuracy(found.fitted_rows[name], corrupted),
                        "train_acc_vs_true": accuracy(found.fitted_rows[name], true),
                        "test_acc": accuracy(test_pred[name], test.labels),
                        "model_test_acc": model_test_acc, "threshold": threshold,
                        "n_train": len(split), "fit_seconds": round(found.fit_seconds[name], 4),
                        "predict_seconds": round(found.predict_seconds[name], 4),
-                       **settings, **provenance}
+                       **settings, **provenance, **environment}
                 rows[exp].append(row)
                 fitted[exp].append((layer, k))
                 for c, mask in enumerate(class_masks):
                     per_class[exp].append(
                         {**{f: row[f] for f in ("dataset", "model", "corrupt", "run", "exp",
-                                                "subspaces_from", "layer")},
+                                                "subspaces_from", "layer")}, **which,
                          "class": c, "n_test": int(mask.sum()),  # this class's test images
                          "test_acc": accuracy(test_pred[name][mask], test.labels[mask]),
                          **{s: v for s, v in settings.items() if s != "n_test"}, **provenance})
         for exp in group:
-            frame = pd.DataFrame(rows[exp])  # rows of layers not recomputed now are kept
-            results.merge_csv(frame, key.masc_csv(exp), MERGE_KEYS, results.MODEL_COLUMNS)
+            frame = pd.DataFrame(rows[exp])  # rows not recomputed now are kept
+            results.merge_csv(frame, key.masc_csv(exp), MERGE_KEYS, results.MODEL_COLUMNS,
+                              NETWORK)
             results.merge_csv(pd.DataFrame(per_class[exp]), key.masc_csv(exp, per_class=True),
-                              MERGE_KEYS + ["class"], results.MODEL_COLUMNS)
-            for (layer, k), row in zip(fitted[exp], rows[exp]):  # the reference's files last
-                _write_reference(trained, exp, layer, row, k)
+                              MERGE_KEYS + ["class"], results.MODEL_COLUMNS, NETWORK)
+            if reference_files and network == "trained":
+                for (layer, k), row in zip(fitted[exp], rows[exp]):  # the reference's files last
+                    _write_reference(trained, exp, layer, row, k)
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -1,10 +1,11 @@
 """The paper's models, torchvision style, with the reference's state_dict keys, and one record per
 model (:data:`REGISTRY`: how to build, optimise, batch and stop it).
 
-Every model lists the layers MASC reads in ``taps``: reference short name -> name of the submodule
-whose output (flattened) is that layer's activation. :mod:`MASC.layers` taps them with forward
-hooks, the one mechanism shared by all models. Parameter-free modules (``Identity``, ``Flatten``,
-``ReLU``) stand at the tap points; they add no state_dict keys, so reference checkpoints load.
+Every model lists the layers the paper read in ``taps``: reference short name -> name of the
+submodule whose output (flattened) is that layer's activation. :mod:`MASC.layers` reads them as
+aliases of those modules (forward hooks), beside every other module or graph node name.
+Parameter-free modules (``Identity``, ``Flatten``, ``ReLU``) stand at the tap points; they add no
+state_dict keys, so reference checkpoints load.
 """
 from dataclasses import dataclass, field
 
@@ -214,6 +215,7 @@ REGISTRY = {
     "ResNet18": Model(ResNet18, _resnet18, (torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9}), 32),
 }
 MODELS = tuple(REGISTRY)
+INITS = ("pytorch", "glorot")  # initial weights: PyTorch's defaults (the reference's), Keras's
 
 
 def record(model):
@@ -227,9 +229,28 @@ def check_name(model):
     record(model)
 
 
-def build(model, dataset):
-    """A freshly initialised model for a dataset (PyTorch default initialisation)."""
-    return record(model).make(data.info(dataset))
+def build(model, dataset, seed=None, init="pytorch"):
+    """A freshly initialised model for a dataset: PyTorch's default initialisation, or ``init``
+    "glorot" (:func:`glorot_init`); with ``seed``, the initial weights of a training run of that
+    seed (``torch.manual_seed(seed)`` first)."""
+    made = record(model)
+    if init not in INITS:
+        raise MASCError(f"unknown initialisation {init!r}; choose one of {', '.join(INITS)}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    net = made.make(data.info(dataset))
+    return glorot_init(net) if init == "glorot" else net
+
+
+def glorot_init(net):
+    """Keras's default initialisation, in place: Glorot-uniform weights and zero biases for every
+    Linear and Conv2d layer (the torch RNG must be seeded by the caller)."""
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return net
 
 
 def batch_size(model, dataset):

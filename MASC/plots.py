@@ -3,7 +3,8 @@
 Accuracy rows come from results/probes/{ds}_{model}/{p}/Run_{r}.csv (any probe, MASC included) and
 results/masc/{ds}_{model}/{p}/Run_{r}_exp{1,2}.csv (MASC with corrupted / original-label subspaces). Where a
 run has MASC rows of both kinds, the probes' own win: they share the other probes' activations and
-test rows. Every figure is written as PNG and PDF (matplotlib, Agg backend).
+test rows. The random-init control's MASC rows (``network`` = random-init) are the probe
+:data:`CONTROL`, drawn dashed. Every figure is written as PNG and PDF (matplotlib, Agg backend).
 """
 import math
 from pathlib import Path
@@ -21,9 +22,10 @@ from .corruption import LABELLINGS  # noqa: E402
 
 RUN_KEYS = ["dataset", "model", "corrupt", "run"]
 IN_WORDS = {"corrupted": "corrupted labels", "original": "true labels"}
-PROBE_ORDER = ["MASC", "LogReg", "NCM", "kNN", "LDA", "QDA"]
-COLOURS = {"MASC": "black", "LogReg": "tab:blue", "NCM": "tab:orange", "kNN": "tab:green",
-           "LDA": "tab:red", "QDA": "tab:purple"}
+CONTROL = "MASC, untrained network"  # MASC on the random-init control's layers
+PROBE_ORDER = ["MASC", CONTROL, "LogReg", "NCM", "kNN", "LDA", "QDA"]
+COLOURS = {"MASC": "black", CONTROL: "black", "LogReg": "tab:blue", "NCM": "tab:orange",
+           "kNN": "tab:green", "LDA": "tab:red", "QDA": "tab:purple"}
 
 
 def _read(paths, columns=()):
@@ -38,14 +40,22 @@ def load_accuracy(out="."):
     masc = _read((path for _, named, path in results.find(out, "masc") if named["exp"] in (1, 2)),
                  RUN_KEYS + ["subspaces_from", "layer", "test_acc", "model_test_acc"])
     if len(masc):
-        masc = masc.rename(columns={"subspaces_from": "labels_from"}).assign(probe="MASC", source="masc")
+        masc = masc_rows(masc)
         if len(probe):
             own = probe.loc[probe.probe == "MASC", RUN_KEYS].drop_duplicates()
-            masc = masc.merge(own, how="left", indicator=True)
-            masc = masc[masc.pop("_merge") == "left_only"]
+            masc = masc.merge(own, how="left", indicator=True)  # the control: from masc/ only
+            masc = masc[(masc.pop("_merge") == "left_only") | (masc.probe == CONTROL)]
     frames = [f for f in (probe, masc) if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=RUN_KEYS + ["probe", "labels_from", "layer", "test_acc", "model_test_acc", "source"])
+
+
+def masc_rows(masc):
+    """Rows of MASC CSVs as accuracy rows: ``labels_from``, and ``probe`` MASC (the trained
+    network) or :data:`CONTROL` (the random-init control)."""
+    control = masc.get("network", pd.Series("trained", index=masc.index)) == "random-init"
+    return masc.rename(columns={"subspaces_from": "labels_from"}).assign(
+        probe=np.where(control, CONTROL, "MASC"), source="masc")
 
 
 def training_histories(out, dataset, model):
@@ -148,7 +158,8 @@ def _probes(names):
 
 def accuracy_figure(acc, dataset, model):
     """Test accuracy vs layer: one column per corruption degree, one row per training labelling;
-    every probe (mean over runs), the network's final test accuracy dashed."""
+    every probe (mean over runs), MASC on the untrained network (the random-init control) dashed
+    black, the network's final test accuracy dashed grey."""
     acc = acc[(acc.dataset == dataset) & (acc.model == model)]
     degrees = sorted(acc.corrupt.unique())
     labellings = [lab for lab in LABELLINGS if lab in set(acc.labels_from)]
@@ -162,8 +173,10 @@ def accuracy_figure(acc, dataset, model):
                 x = [layers.index(layer) for layer in means.index]
                 order = np.argsort(x)
                 ax.plot(np.array(x)[order], means.values[order], marker="o", ms=3.5, label=probe,
-                        color=COLOURS.get(probe), lw=2.2 if probe == "MASC" else 1.3)
-            network = acc[acc.corrupt == corrupt].groupby("run").model_test_acc.first().mean()
+                        color=COLOURS.get(probe), lw=2.2 if probe in ("MASC", CONTROL) else 1.3,
+                        ls="--" if probe == CONTROL else "-")
+            trained = acc[(acc.corrupt == corrupt) & (acc.probe != CONTROL)]
+            network = trained.groupby("run").model_test_acc.first().mean()
             ax.axhline(network, ls="--", color="grey", lw=1.2, label="network (final)")
             ax.set_ylim(0, 1.02)
             _layer_axis(ax, layers)

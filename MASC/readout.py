@@ -50,7 +50,7 @@ class Settings:
     """How a trained network is read out (the scripts' read-out flags), in one object: each
     field's default is the one default of that setting (the scripts' and :class:`Reader`'s)."""
 
-    layers: tuple = None  # short names; None: every tapped layer
+    layers: tuple = None  # layer names (MASC.layers); None: the model's default layers
     device: str = "auto"
     batch_size: int = field(default=BATCH, metadata={"constant": "BATCH"})  # images per pass
     per_sample_bn: bool = True  # ResNet BatchNorm on each image alone, as the paper read it out
@@ -105,8 +105,10 @@ class Reader:
     """A trained network read out layer by layer: built once from the network and how to read
     it, then used to read MASC out of every layer and to collect activations.
 
-    ``layers``: short names (None: every tapped layer); ``per_sample_bn``: ResNet BatchNorm with
-    each image's own statistics (the paper's read-out, the default; False: running statistics);
+    ``dataset``: a dataset's name or :class:`~MASC.data.DatasetInfo` (the normalisation);
+    ``layers``: layer names (:mod:`MASC.layers`; None: the model's default layers);
+    ``per_sample_bn``: ResNet BatchNorm with each image's own statistics (the paper's read-out,
+    the default; False: running statistics);
     the network runs in eval mode under ``no_grad`` on ``device`` in batches of ``batch_size``
     images. ``rows_on_disk``: MASC keeps a layer's activations in temporary files
     (:class:`~MASC.rowfile.RowFile`) instead of memory (same k and predictions; for layers whose

@@ -7,8 +7,10 @@ spells a run's file names."""
 import contextlib
 import fcntl
 import os
+import platform
 import re
 import socket
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -42,6 +44,8 @@ READOUT_COLUMNS = ["threshold", "n_train", "n_test", "per_sample_bn"]
 TRAINING_COLUMNS = ["n_test", "shuffle", "bf16", "tf32", "batch", "init", "scaling", "epoch_cap",
                     "epochs_trained"]
 PROVENANCE = {*MODEL_COLUMNS, *READOUT_COLUMNS, *TRAINING_COLUMNS}
+# What computed a read-out (:func:`environment`), recorded in every row of the MASC CSVs.
+ENVIRONMENT_COLUMNS = ["torch", "cuda", "device", "commit"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,11 @@ class RunKey:
     def masc_csv(self, exp, per_class=False):
         part = "_per_class" if per_class else ""
         return self._tidy("masc") / f"Run_{self.run}_exp{exp}{part}.csv"
+
+    @property
+    def masc_figure(self):
+        """Stem of a read-out's per-layer figure (.png and .pdf), beside its MASC CSVs."""
+        return self._tidy("masc") / f"Run_{self.run}_layers"
 
     def retrain_csv(self, protocol, part):
         """Retraining's tidy CSVs: ``part`` is epochs, summary or layers."""
@@ -500,18 +509,20 @@ def write_csv(frame, path, index=False):
     return Path(path)
 
 
-def merge_csv(frame, path, keys, model=()):
+def merge_csv(frame, path, keys, model=(), fill=None):
     """Write ``frame`` to ``path``, keeping the rows already there that it does not recompute:
     rows of other ``keys`` (layers, probes, and read-out settings such as the threshold, kept
     apart) add up in one file. Rows of another model, whose ``model`` columns (the weights read:
     checkpoint and training settings) differ from ``frame``'s or are not recorded, are dropped:
     they describe weights that are gone. Key and model columns that an older file lacks read as
-    not recorded. The read and the write happen under the file's lock: two processes merging
-    into one file lose no row."""
-    path = Path(path)
+    not recorded, or as ``fill``'s value ({column: value}, e.g. the MASC CSVs' network "trained"
+    for files from before the random-init control). The read and the write happen under the
+    file's lock: two processes merging into one file lose no row."""
+    path, fill = Path(path), fill or {}
     with lock(path):
         if path.exists():
-            old = read_csv(path, [k for k in keys if k not in PROVENANCE])
+            old = read_csv(path, [k for k in keys if k not in PROVENANCE and k not in fill])
+            old = old.assign(**{k: v for k, v in fill.items() if k not in old})
             view = old.reindex(columns=list(dict.fromkeys([*keys, *model])))
             keep = ~pd.MultiIndex.from_frame(_canonical(view[keys])).isin(
                 pd.MultiIndex.from_frame(_canonical(frame[keys])))
@@ -521,6 +532,37 @@ def merge_csv(frame, path, keys, model=()):
             if keep.any():
                 frame = pd.concat([old[keep], frame], ignore_index=True)
         return write_csv(frame, path)
+
+
+def environment(device):
+    """What computed a result, for the :data:`ENVIRONMENT_COLUMNS` of its rows: the torch and
+    CUDA versions, the device (a GPU's or CPU's name too) and the code's git commit
+    (``+dirty``: with uncommitted changes; empty outside a git checkout)."""
+    def git(*args):
+        try:
+            done = subprocess.run(["git", "-C", str(Path(__file__).parent), *args], timeout=20,
+                                  capture_output=True, text=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                     if line.startswith("model name")), platform.processor() or platform.machine())
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    return {"torch": torch.__version__, "cuda": torch.version.cuda or "",
+            "device": f"{device} ({name})",
+            "commit": (commit or "") + ("+dirty" if commit and status else "")}
+
+
+def _read_lines(path):
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
 
 
 def same_settings(frame, settings, rows=False):

@@ -23,7 +23,8 @@ class TrainedRun:
     """A trained run (its :class:`~MASC.results.RunKey` ``key``): its network (final checkpoint,
     CPU), its :class:`RunLabels`, the training split's rows it knows (trained on or held out),
     the test split, and ``provenance``: what made the weights read
-    (:data:`~MASC.results.MODEL_COLUMNS`), recorded in every row a read-out writes."""
+    (:data:`~MASC.results.MODEL_COLUMNS`), recorded in every row a read-out writes; ``spec``:
+    the data's :class:`~MASC.data.DatasetInfo` (a user's data for :mod:`MASC.decode`)."""
 
     key: RunKey
     net: nn.Module
@@ -31,6 +32,7 @@ class TrainedRun:
     train: data.Split
     test: data.Split
     provenance: dict
+    spec: data.DatasetInfo = None  # the data's shape, classes and normalisation (None: dataset's)
 
     out = property(lambda self: self.key.out)
     dataset = property(lambda self: self.key.dataset)
@@ -39,6 +41,24 @@ class TrainedRun:
     p = corrupt  # the reference scripts' name for the corruption degree
     run = property(lambda self: self.key.run)
     seed = property(lambda self: self.provenance["seed"])  # training seed (NaN: trained elsewhere)
+
+    def __post_init__(self):
+        self.spec = self.spec or data.info(self.dataset)
+
+    def initial_network(self, seed=None):
+        """The network as its training started: the same architecture with the initial weights
+        (PyTorch's or Glorot's, as the run was trained) of the run's seed or of ``seed``, and the
+        run's input scaling; untrained."""
+        seed = self.seed if seed is None else seed
+        if seed != seed:
+            raise MASCError(f"the training seed of {self.key} is unknown (a checkpoint trained "
+                            f"elsewhere), so are its initial weights; give the seed with "
+                            f"--init-seed")
+        config = _config(self.key) or {}
+        net = models.build(self.model, self.dataset, seed=int(seed),
+                           init=config.get("init", "pytorch"))
+        net.input_scaling = data.input_scaling(self.net)
+        return net
 
     def training(self):
         """``(split, corrupted, true)`` of the rows the network was trained on."""

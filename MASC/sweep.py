@@ -16,8 +16,8 @@ them in this process. The sweep's jobs and logs are recorded in OUT/sweeps/NAME/
 EXPS = None               # MASC experiments; None: 1 and 2, and 3 when the sweep trains p = 0.0
 # The others are the settings groups' (--help lists them): the cluster's (Cluster below), the
 # training schedule (MASC/training.py, Schedule), the read-out (MASC/readout.py, Settings),
-# MASC's THRESHOLD and DEVICE, DATA, OUT: every setting of pytorch_training.py and
-# pytorch_MASC_all.py, passed whole to the jobs.
+# MASC's THRESHOLD, the control (MASC/experiments.py: CONTROL, INIT_SEED) and DEVICE, DATA, OUT:
+# every setting of pytorch_training.py and pytorch_MASC_all.py, passed whole to the jobs.
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
@@ -72,12 +72,14 @@ class Train(submitit.helpers.Checkpointable):
 class Masc(submitit.helpers.Checkpointable):
     """One MASC task: the experiments ``exps`` of one trained run (``run``: its RunKey's
     fields) on every row it trained on and the whole test set, read out with the sweep's
-    ``readout`` settings and ``threshold`` (rerun: done again)."""
+    ``readout`` settings, ``threshold`` and ``control`` (rerun: done again)."""
 
-    def __call__(self, run, exps, root, readout_settings, threshold):
+    def __call__(self, run, exps, root, readout_settings, threshold, control=experiments.CONTROL,
+                 init_seed=experiments.INIT_SEED):
         trained = runs.load_run(results.RunKey(**run), root=root)
         table = experiments.masc_experiments(trained, exps, threshold=threshold,
-                                             readout=readout.Settings(**readout_settings))
+                                             readout=readout.Settings(**readout_settings),
+                                             **experiments.control(trained, control, init_seed))
         return len(table)
 
 
@@ -99,7 +101,7 @@ def plan(args):
                         "train them first), or leave 3 out of --exps")
     if exps:
         settings = dict(root=root, readout_settings=asdict(cli.readout_settings(args)),
-                        threshold=args.threshold)
+                        threshold=args.threshold, control=args.control, init_seed=args.init_seed)
         stages.append(("masc", Masc(), [
             dict(run={"out": out, **results.RunKey(out, args.dataset, args.model, c, r).ids()},
                  exps=exps, **settings) for c in corrs for r in run_ids]))
@@ -293,7 +295,8 @@ def _status(record):
 
 def _submit_parser():
     p = cli.parser("Submit a sweep: training, then MASC on every run.", globals(),
-                   (_CLUSTER, cli.TRAINING, cli.READOUT, cli.MASC, cli.COMMON), many=True)
+                   (_CLUSTER, cli.TRAINING, cli.READOUT, cli.MASC, cli.CONTROL, cli.COMMON),
+                   many=True)
     p.prog = "python -m MASC.sweep submit"
     p.add_argument("--name", help="the sweep's name (default: DATASET_MODEL_TIME)")
     p.add_argument("--per-run", action="store_true", help="one training task per run, not "

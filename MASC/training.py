@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from . import data, models, results, stopping
@@ -58,7 +57,6 @@ def epoch_order(seed, epoch, n, shuffle=True):
 
 POST_EPOCH_TARGET = 99.99  # % of the training set, scored after the epoch (the reference's MLPs)
 STOP_RULES = ("post-epoch", "running")
-INITS = ("pytorch", "glorot")
 
 
 def stop_rule(model, dataset, stop_on=None):
@@ -75,17 +73,6 @@ def stop_rule(model, dataset, stop_on=None):
         raise MASCError(f"unknown stop rule {rule!r}; choose one of {', '.join(STOP_RULES)}")
     target = POST_EPOCH_TARGET if reference == "post-epoch" else data.info(dataset).stop_accuracy
     return rule, (POST_EPOCH_TARGET if rule == "post-epoch" else target)
-
-
-def glorot_init(net):
-    """Keras's default initialisation, in place: Glorot-uniform weights and zero biases for every
-    Linear and Conv2d layer (the torch RNG must be seeded by the caller)."""
-    for module in net.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-    return net
 
 
 def set_precision(device, tf32=False):
@@ -481,10 +468,7 @@ def _train_group(members, start, session):
     schedule, device = session.schedule, session.train_split.images.device
     runs, nets = [m[0] for m in members], []
     for run, state, _ in members:
-        torch.manual_seed(run.seed)
-        net = models.build(run.model, run.dataset)
-        if schedule.init == "glorot":
-            glorot_init(net)
+        net = models.build(run.model, run.dataset, seed=run.seed, init=schedule.init)
         if state:
             net.load_state_dict(state["model"])
         nets.append(net.to(device))

@@ -9,10 +9,11 @@ from MASC import results, runs
 from MASC.errors import MASCError
 
 pytestmark = [requires_mnist, pytest.mark.slow]  # trains models
-COLUMNS = ["dataset", "model", "corrupt", "run", "exp", "subspaces_from", "layer", "dim", "k_min",
-           "k_mean", "k_max", "train_acc_vs_corrupted", "train_acc_vs_true", "test_acc",
-           "model_test_acc", "threshold", "n_train", "fit_seconds", "predict_seconds",
-           "n_test", "per_sample_bn", "seed", "label_seed", "subset", "holdout", "checkpoint_epoch"]
+COLUMNS = ["dataset", "model", "corrupt", "run", "changed_labels", "exp", "network", "init_seed",
+           "subspaces_from", "layer", "dim", "k_min", "k_mean", "k_max", "train_acc_vs_corrupted",
+           "train_acc_vs_true", "test_acc", "model_test_acc", "threshold", "n_train",
+           "fit_seconds", "predict_seconds", "n_test", "per_sample_bn", "seed", "label_seed",
+           "subset", "holdout", "checkpoint_epoch", "torch", "cuda", "device", "commit"]
 
 
 @pytest.fixture

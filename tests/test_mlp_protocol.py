@@ -32,9 +32,9 @@ def test_stop_on_overrides_the_rule_and_an_mlp_keeps_its_target():
 
 def test_glorot_init_is_keras_default_and_seeded():
     torch.manual_seed(3)
-    net = training.glorot_init(models.build("MLP", "MNIST"))
+    net = models.glorot_init(models.build("MLP", "MNIST"))
     torch.manual_seed(3)
-    again = training.glorot_init(models.build("MLP", "MNIST"))
+    again = models.glorot_init(models.build("MLP", "MNIST"))
     for name, layer in net.named_modules():
         if isinstance(layer, torch.nn.Linear):
             fan_out, fan_in = layer.weight.shape

@@ -1,6 +1,7 @@
 """paper/compare.py: the right cells, the right arithmetic, missing cells reported, same bytes."""
 import importlib.util
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -103,6 +104,27 @@ def test_runs_still_training_count_nowhere_but_their_own_list(out, tmp_path):
         in report.read_text()
 
 
+def test_changed_labels_beside_p_and_the_control_counts_nowhere(out, tmp_path):
+    """The realised share of changed labels comes from the MASC CSVs' changed_labels, else from
+    the runs' labels.npz (rows trained on); the random-init control's rows are no MASC result
+    (break: read changed_labels from the wrong column, or keep the control's rows)."""
+    folder = out / "models" / "MNIST_CNN" / "Network" / "0.8" / "Run_1"
+    folder.mkdir(parents=True)
+    np.savez(folder / "labels.npz", corrupted=np.array([1, 2, 3, 3]), true=np.array([1, 1, 3, 0]),
+             holdout=np.array([0]))  # rows 1-3 trained on: 2 of 3 changed
+    assert compare.changed_labels(out) == {("MNIST", "CNN", 0.8): pytest.approx(2 / 3)}
+    masc = out / "results" / "masc" / "MNIST_CNN" / "0.8" / "Run_1_exp1.csv"
+    frame = pd.read_csv(masc).assign(changed_labels=0.7, network="trained")
+    control = frame.assign(network="random-init", test_acc=0.99)
+    pd.concat([frame, control]).to_csv(masc, index=False)
+    assert compare.changed_labels(out) == {("MNIST", "CNN", 0.8): pytest.approx(0.7)}
+    t, _ = table(out)
+    assert t.loc["masc_best_exp1", "ours"] == pytest.approx(85.0)  # not the control's 99
+    report = tmp_path / "r.md"
+    compare.main(["--out", str(out), "--report", str(report), "--figure", str(tmp_path / "f.png")])
+    assert "| MNIST | CNN | 0.8 | 70.0% | network, final test accuracy |" in report.read_text()
+
+
 def test_missing_cells_are_listed_not_invented(out):
     _, summary = table(out)
     missing = compare.not_run(pd.read_csv(compare.PAPER), summary)
@@ -117,7 +139,7 @@ def test_report_is_deterministic_and_says_what_is_missing(out, tmp_path):
     compare.main(["--out", str(out), "--report", str(second), "--figure", str(tmp_path / "g.png")])
     text = first.read_text()
     assert text == second.read_text()
-    assert "| MNIST | CNN | 0.8 | network, final test accuracy | 28.3 | 27.5 [25.0-30.0] | 2 | -0.8 |" in text
+    assert "| MNIST | CNN | 0.8 | n/a | network, final test accuracy | 28.3 | 27.5 [25.0-30.0] | 2 | -0.8 |" in text
     assert "| epochs trained | 500 | 3.5 [3-4] | 2 | -496.5 |" in text
     assert "83.9 | 85.0 [80.0-90.0] (flattern) | 2 | +1.1 |" in text
     assert "- MLP / MNIST: p = 0.0, 0.2, 0.4, 0.6, 0.8, 1.0" in text
@@ -192,7 +214,8 @@ def test_results_of_other_settings_are_never_set_beside_the_papers(out, tmp_path
     compare.main(["--out", str(out), "--report", str(report), "--figure", str(tmp_path / "f.png")])
     text = report.read_text()
     assert "## Not at the paper's settings (not compared)" in text
-    assert "| MNIST | CNN | 0.4 | subset 300, epoch_cap 8 | network, final test accuracy | 60.0 | 1 |" in text
+    assert ("| MNIST | CNN | 0.4 | n/a | subset 300, epoch_cap 8 | network, final test accuracy | "
+            "60.0 | 1 |") in text
     assert "- CNN / MNIST: p = 0.0, 0.2, 0.4, 0.6, 1.0" in text  # 0.4 is not run at full scale
 
 

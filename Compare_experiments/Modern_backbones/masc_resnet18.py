@@ -18,7 +18,8 @@ BATCH = 500           # images per forward pass (ResNet-18's activations are lar
 # The others are the settings groups' (--help lists them): the read-out (MASC/readout.py,
 # Settings: LAYERS = None, l0 l0_1 l0_2 l0_3 l1 l2 l3 l4 bf_last; PER_SAMPLE_BN = True, as the
 # paper read it out; ROWS_ON_DISK = False, or True for layers too big for RAM), MASC's
-# THRESHOLD and DEVICE, DATA, OUT.
+# THRESHOLD, the control (MASC/experiments.py: CONTROL = "none", or "random-init" to read
+# out the untrained network too; INIT_SEED = None, the run's training seed) and DEVICE, DATA, OUT.
 
 import sys  # noqa: E402
 
@@ -29,14 +30,18 @@ _FIXED = ["-model", "ResNet18", "-dataset", "CIFAR10"]
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals(), (cli.READOUT, cli.MASC, cli.COMMON),
+    p = cli.parser(__doc__.split("\n")[0], globals(),
+                   (cli.READOUT, cli.MASC, cli.CONTROL, cli.COMMON),
                    models=("ResNet18",), many=True, readout=True)
     args = p.parse_args(_FIXED + list(sys.argv[1:] if argv is None else argv))
     for trained in cli.trained_runs(args):
         table = experiments.masc_experiments(trained, [1, 2], threshold=args.threshold,
-                                             readout=cli.readout_settings(args))
-        print(table[["subspaces_from", "layer", "dim", "k_mean", "train_acc_vs_corrupted",
-                     "train_acc_vs_true", "test_acc", "fit_seconds", "predict_seconds"]]
+                                             readout=cli.readout_settings(args),
+                                             **experiments.control(trained, args.control,
+                                                               args.init_seed))
+        print(table[["network", "subspaces_from", "layer", "dim", "k_mean",
+                     "train_acc_vs_corrupted", "train_acc_vs_true", "test_acc", "fit_seconds",
+                     "predict_seconds"]]
               .to_string(index=False))
         print(f"results: {trained.key.masc_csv(1).parent}")
 

@@ -4,7 +4,8 @@
 
 Reads results/probes, results/masc and results/sensitivity under --out and writes, per
 {ds}_{model}: ACCURACY_{ds}_{model} (test accuracy vs layer: a column per corruption degree, a row per
-training labelling, every probe and MASC, the network's final test accuracy dashed),
+training labelling, every probe and MASC, MASC on the untrained network dashed black where
+--control random-init ran, the network's final test accuracy dashed grey),
 SENSITIVITY_{ds}_{model} (MASC per threshold, mean and 95% t-interval over seeds) and
 COST_{ds}_{model} (fit and predict seconds and GFLOPs per probe and layer); and the paper's
 summary table (Table_values) as table_values.csv (fractions) and table_values.md (%): per
