@@ -18,6 +18,7 @@ from scipy import stats  # noqa: E402
 
 from . import models, results  # noqa: E402
 from .corruption import LABELLINGS  # noqa: E402
+from .errors import MASCError  # noqa: E402
 
 RUN_KEYS = ["dataset", "model", "corrupt", "run"]
 IN_WORDS = {"corrupted": "corrupted labels", "original": "true labels"}
@@ -249,7 +250,9 @@ def _legend(fig, axes):
                frameon=False, fontsize=9)
 
 
-NOISE_COLOURS = {"MASC": "black", "cleanlab_probe": "tab:blue", "cleanlab_softmax": "tab:red"}
+NOISE_COLOURS = {"MASC": "black", "MASC_in_sample": "tab:grey", "knn_vote": "tab:green",
+                 "cleanlab_probe": "tab:blue", "cleanlab_datalab": "tab:purple",
+                 "cleanlab_softmax": "tab:red"}
 
 
 def label_noise_figure(scores, dataset, model, detectors):
@@ -290,4 +293,43 @@ def label_noise_figure(scores, dataset, model, detectors):
     styles = ", ".join(f"run {r} {w}" for r, w in zip(runs, ["solid", "dashed", "dotted", "dash-dot"] * 10))
     fig.suptitle(f"{model} on {dataset}: finding the corrupted training labels\n(dots: the flagged "
                  f"sets; {styles})")
+    return fig
+
+
+def _displayable(images):
+    """Images as (n, H, W) or (n, H, W, 3/4) for imshow: from (n, H, W), (n, H, W, C),
+    (n, C, H, W) with C in 1, 3, 4, or flat square rows (n, H * H)."""
+    images = np.asarray(images)
+    if images.ndim == 2 and math.isqrt(images.shape[1]) ** 2 == images.shape[1]:
+        side = math.isqrt(images.shape[1])
+        return images.reshape(len(images), side, side)
+    if images.ndim == 4 and images.shape[1] in (1, 3, 4) and images.shape[3] not in (1, 3, 4):
+        images = images.transpose(0, 2, 3, 1)
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    if images.ndim == 3 or (images.ndim == 4 and images.shape[3] in (3, 4)):
+        return images
+    raise MASCError(f"images of shape {images.shape} cannot be shown: give (n, H, W), "
+                    f"(n, H, W, C), (n, C, H, W) with C = 1, 3 or 4, or square flat rows (n, H*H)")
+
+
+def label_issue_grid(images, report, top=36, columns=6):
+    """The ``top`` most suspicious flagged samples of a :func:`MASC.noise.label_report` as a grid
+    of their images, each titled with its index, given label and suggested label (and quality);
+    ``images``: one per row of the report."""
+    shown = _displayable(images)
+    flagged = report[report.is_label_issue].sort_values("rank").head(top)
+    rows = max(1, math.ceil(len(flagged) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 1.95 * rows + 0.5),
+                             squeeze=False, layout="constrained")
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (index, row) in zip(axes.ravel(), flagged.iterrows()):
+        image = shown[index].astype(np.float64)
+        span = image.max() - image.min()
+        ax.imshow((image - image.min()) / span if span else image * 0, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"#{index}: {row.given_label} \u2192 {row.suggested_label}\n"
+                     f"quality {row.label_quality:.2f}", fontsize=8)
+    fig.suptitle(f"{len(flagged)} most suspicious of {int(report.is_label_issue.sum())} flagged "
+                 f"labels (given \u2192 suggested)", fontsize=10)
     return fig

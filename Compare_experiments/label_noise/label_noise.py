@@ -4,23 +4,28 @@
     python Compare_experiments/label_noise/label_noise.py -corr 0.2 0.4 0.6 0.8 -model CNN -dataset MNIST -run 1 2
 
 For each memorised run (trained with --holdout: the clean protocol) every training label is
-flagged and scored by MASC at the layer the hold-out's corrupted labels choose, by cleanlab on a
-logistic-regression probe's K-fold out-of-sample probabilities at that layer, and by cleanlab on
-the network's own softmax (MASC/noise.py says how). Then the memorised model is fine-tuned, once
-per variant: on MASC's relabels, on the rows cleanlab (probe) did not flag, and with cleanlab's
-flagged rows relabelled to the probe's class (early stopping on the hold-out, best epoch kept).
-No test label is used except to report test accuracy. Needs cleanlab (requirements-study.txt).
+flagged and scored at the layer the hold-out's corrupted labels choose by: MASC cross-fitted
+(noise.find_label_issues) and in-sample, a k-nearest-neighbour vote, cleanlab on a
+logistic-regression probe's K-fold out-of-sample probabilities, cleanlab's Datalab from the
+features, and cleanlab on the network's own softmax (MASC/noise.py says how). Then the memorised
+model is fine-tuned, once per variant: on MASC's relabels, on the rows cleanlab (probe) did not
+flag, and with cleanlab's flagged rows relabelled to the probe's class (early stopping on the
+hold-out, best epoch kept). No test label is used except to report test accuracy. Needs cleanlab
+(requirements-study.txt). --features clean takes the features (and softmax) from the p = 0.0
+network of the same run number instead, trained on the same rows (detection only, no retraining).
 
-Results under results/label_noise/{ds}_{model}/ of --out: {p}/Run_{r}_scores.csv (one row per
-training row), _layers.csv (the clean protocol's layer table), _metrics.csv (per detector:
-precision, recall, F1, average precision, AUROC), _retrain.csv (per variant); detectors_summary.csv,
-retrain_summary.csv and table.md over the runs found. A rerun resumes: scored runs are not scored
-again and finished variants not retrained (delete a run's files to redo it).
+Results under results/label_noise/{ds}_{model}/ of --out (--features clean: its clean_features/):
+{p}/Run_{r}_scores.csv (one row per training row), _layers.csv (the clean protocol's layer table),
+_metrics.csv (per detector: precision, recall, F1, average precision, AUROC, lift@100, seconds),
+_retrain.csv (per variant); detectors_summary.csv, retrain_summary.csv and table.md over the runs
+found. A rerun resumes: scored runs are not scored again and finished variants not retrained
+(delete a run's files to redo it).
 """
 # Defaults: edit them here or override them on the command line.
 THRESHOLD = 0.99      # MASC's share of each class's energy
-FOLDS = 5             # K of the probe's cross-validated probabilities
-PROBE_SEED = 0        # the folds' shuffle
+FOLDS = 5             # K of MASC's cross-fitting and of the probe's out-of-sample probabilities
+FOLD_SEED = 0         # the folds' shuffle
+FEATURES = "own"      # own: the memorised network's layers; clean: the p = 0.0 run's
 VARIANTS = ["masc_relabel", "cleanlab_prune", "cleanlab_relabel"]
 MAX_EPOCHS = 30       # fine-tuning cap per variant
 PATIENCE = 3          # epochs without a better hold-out accuracy before stopping
@@ -34,12 +39,14 @@ DEVICE = "auto"
 DATA = None
 OUT = "."
 
+import time  # noqa: E402
+
 import pandas as pd  # noqa: E402
 
-from MASC import cli, noise, results  # noqa: E402
+from MASC import cli, noise, results, runs  # noqa: E402
 from MASC.devices import pick_device  # noqa: E402
 
-_SCORE_COLUMNS = ["row", "given", "true", "layer", "masc_pred", "probe_pred"] + \
+_SCORE_COLUMNS = ["row", "given", "true", "layer", "masc_pred", "knn_pred", "probe_pred"] + \
     [c for pair in noise.DETECTORS.values() for c in pair]
 
 
@@ -50,15 +57,21 @@ def score_run(args, trained, folder, ids):
     path = folder / f"Run_{run}_scores.csv"
     if path.exists():
         return results.read_csv(path, _SCORE_COLUMNS), results.read_csv(folder / f"Run_{run}_layers.csv")
-    scores, table = noise.detect(trained, readout=cli.readout_settings(args),
-                                 threshold=args.threshold, folds=args.folds, seed=args.probe_seed)
+    clean = None
+    if args.features == "clean":
+        clean = runs.load_run(args.out, args.dataset, args.model, 0.0, run, root=args.data,
+                              subset=args.subset, test_subset=args.test_subset)
+    tic = time.perf_counter()
+    scores, table, seconds = noise.detect(trained, readout=cli.readout_settings(args),
+                                          threshold=args.threshold, folds=args.folds,
+                                          seed=args.fold_seed, features_from=clean)
+    print(f"scored in {time.perf_counter() - tic:.0f} s")
     results.write_csv(pd.concat([pd.DataFrame([ids] * len(table)), table], axis=1),
                       folder / f"Run_{run}_layers.csv")
-    metrics = noise.metrics_table(scores, {**ids, "layer": scores.layer.iloc[0]})
+    metrics = noise.metrics_table(scores, {**ids, "layer": scores.layer.iloc[0]}, seconds)
     results.write_csv(metrics, folder / f"Run_{run}_metrics.csv")
     (folder / f"Run_{run}_retrain.csv").unlink(missing_ok=True)
-    print(metrics[["detector", "n_flagged", "precision", "recall", "f1", "average_precision",
-                   "auroc"]].to_string(index=False))
+    print(metrics[["detector", "n_flagged"] + noise.METRICS + ["seconds"]].to_string(index=False))
     for i, (key, value) in enumerate(ids.items()):
         scores.insert(i, key, value)
     results.write_csv(scores, path)
@@ -74,7 +87,11 @@ def main(argv=None):
         p.error(f"argument --variants: unknown {', '.join(unknown)}; choose from "
                 f"{', '.join(noise.VARIANTS)}")
     device = pick_device(args.device)
+    if args.features == "clean" and args.variants:
+        p.error("argument --variants: --features clean scores only; give --variants alone")
     study = results.tidy_dir(args.out, "label_noise", args.dataset, args.model)
+    if args.features == "clean":
+        study = study / "clean_features"
     for trained in cli.trained_runs(args):
         corrupt, run = trained.p, trained.run
         folder = study / results.p_str(corrupt)
