@@ -223,7 +223,10 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
     folder = results.tidy_dir(tmp_path, "label_noise", "MNIST", "CNN") / "0.8"
     metrics = pd.read_csv(folder / "Run_1_metrics.csv")
     assert list(metrics.detector) == list(noise.DETECTORS)
-    assert metrics[noise.METRICS].stack().between(0, 1).all()
+    lift = f"lift_at_{noise.LIFT_AT}"  # at most 1 / the share corrupted
+    share = (metrics.n_corrupted / metrics.n_rows).iloc[0]
+    assert metrics[noise.METRICS].drop(columns=lift).stack().between(0, 1).all()
+    assert metrics[lift].between(0, 1 / share + 1e-9).all() and (metrics.seconds > 0).all()
     retrained = pd.read_csv(folder / "Run_1_retrain.csv")
     flagged = pd.read_csv(folder / "Run_1_scores.csv").probe_flag.sum()
     assert list(retrained.variant) == ["cleanlab_prune"] and retrained.n_train[0] == 115 - flagged
@@ -237,3 +240,12 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
     make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
     assert (tmp_path / "plots" / "LABEL_NOISE_MNIST_CNN.png").exists()
     assert (tmp_path / "plots" / "label_noise_MNIST_CNN.md").read_text() == table
+
+    memorise(tmp_path, 0.0, holdout=0.1)  # the same rows, true labels: its features score p = 0.8's
+    label_noise.main(args + ["--features", "clean", "--variants"])
+    clean = pd.read_csv(folder.parent / "clean_features" / "0.8" / "Run_1_scores.csv")
+    own = pd.read_csv(folder / "Run_1_scores.csv")
+    assert list(clean.row) == list(own.row) and list(clean.given) == list(own.given)
+    assert not np.allclose(clean.masc_score, own.masc_score)  # other features
+    with pytest.raises(SystemExit):
+        label_noise.main(args + ["--features", "clean", "--variants", "cleanlab_prune"])
