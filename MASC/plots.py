@@ -5,6 +5,7 @@ results/masc/{ds}_{model}/{p}/Run_{r}_exp{1,2}.csv (MASC with corrupted / origin
 run has MASC rows of both kinds, the probes' own win: they share the other probes' activations and
 test rows. Every figure is written as PNG and PDF (matplotlib, Agg backend).
 """
+import itertools
 import math
 from pathlib import Path
 
@@ -332,4 +333,38 @@ def label_issue_grid(images, report, top=36, columns=6):
                      f"quality {row.label_quality:.2f}", fontsize=8)
     fig.suptitle(f"{len(flagged)} most suspicious of {int(report.is_label_issue.sum())} flagged "
                  f"labels (given \u2192 suggested)", fontsize=10)
+    return fig
+
+
+def label_noise_summary_figure(summaries, dataset, model, metrics=("f1", "auroc"), reference=None):
+    """Each label-noise detector's metrics, mean over runs (bars: min-max), per corruption degree
+    (columns) and metric (rows); one marker per features source (``summaries``: {source:
+    a detectors_summary frame of :func:`MASC.noise.study_summary`}). ``reference``: {(metric,
+    p): (low, high, label)}, shaded (published figures, other data)."""
+    degrees = sorted({c for s in summaries.values() for c in s.corrupt.unique()})
+    detectors = list(dict.fromkeys(d for s in summaries.values() for d in s.detector))
+    fig, axes = plt.subplots(len(metrics), len(degrees), squeeze=False, layout="constrained",
+                             figsize=(max(6.5, 0.6 + 0.55 * len(detectors) * len(degrees)),
+                                      0.9 + 2.6 * len(metrics)), sharey="row")
+    shift = np.linspace(-0.15, 0.15, len(summaries)) if len(summaries) > 1 else [0.0]
+    for (row, metric), (col, corrupt) in itertools.product(enumerate(metrics), enumerate(degrees)):
+        ax = axes[row, col]
+        low, high, label = (reference or {}).get((metric, corrupt), (None, None, None))
+        if label:
+            ax.axhspan(low, high, color="tab:orange", alpha=0.25, label=label)
+        for (source, summary), dx, marker in zip(summaries.items(), shift, "osD^v"):
+            cell = summary[(summary.corrupt == corrupt) & (summary.metric == metric)]
+            cell = cell.set_index("detector").reindex(detectors)
+            x = np.arange(len(detectors)) + dx
+            ax.errorbar(x, cell["mean"], yerr=[cell["mean"] - cell["min"], cell["max"] - cell["mean"]],
+                        fmt=marker, ms=5, capsize=2, lw=1, label=source)
+        ax.set_xticks(range(len(detectors)), detectors, rotation=55, ha="right", fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"p = {corrupt:g}", fontsize=10)
+        if col == 0:
+            ax.set_ylabel(metric)
+    _legend(fig, axes)
+    fig.suptitle(f"{model} on {dataset}: finding the corrupted training labels (mean over runs, "
+                 f"bars: min-max)", fontsize=10)
     return fig

@@ -178,6 +178,18 @@ def test_precision_recall_figure():
     plots.plt.close(fig)
 
 
+def test_summary_figure_has_a_panel_per_metric_and_degree_and_a_marker_per_source():
+    rows = [{"dataset": "MNIST", "model": "CNN", "corrupt": c, "detector": d, "metric": m,
+             "n_runs": 3, "mean": 0.5, "min": 0.4, "max": 0.6}
+            for c in (0.4, 0.8) for d in noise.DETECTORS for m in noise.METRICS]
+    summary = pd.DataFrame(rows)
+    fig = plots.label_noise_summary_figure({"own": summary, "clean": summary}, "MNIST", "CNN",
+                                           reference=noise.PUBLISHED)
+    assert len(fig.axes) == 4 and len(fig.axes[0].containers) == 2  # f1, auroc x p; 2 sources
+    assert len(fig.axes[1].patches) == 1 and not fig.axes[0].patches  # CL's F1 band at p = 0.8
+    plots.plt.close(fig)
+
+
 @requires_mnist
 @pytest.mark.slow
 def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypatch, small_test_set):
@@ -237,9 +249,6 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
     assert sorted(pd.read_csv(folder / "Run_1_retrain.csv").variant) == ["cleanlab_prune", "masc_relabel"]
     table = (folder.parent / "table.md").read_text()
     assert "| CNN | MNIST | 0.8 | cleanlab_softmax | 1 |" in table and "masc_relabel" in table
-    make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
-    assert (tmp_path / "plots" / "LABEL_NOISE_MNIST_CNN.png").exists()
-    assert (tmp_path / "plots" / "label_noise_MNIST_CNN.md").read_text() == table
 
     memorise(tmp_path, 0.0, holdout=0.1)  # the same rows, true labels: its features score p = 0.8's
     label_noise.main(args + ["--features", "clean", "--variants"])
@@ -249,3 +258,9 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
     assert not np.allclose(clean.masc_score, own.masc_score)  # other features
     with pytest.raises(SystemExit):
         label_noise.main(args + ["--features", "clean", "--variants", "cleanlab_prune"])
+    make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
+    for figure in ("LABEL_NOISE", "LABEL_NOISE_SUMMARY"):
+        assert (tmp_path / "plots" / f"{figure}_MNIST_CNN.png").exists()
+    assert (tmp_path / "plots" / "label_noise_MNIST_CNN.md").read_text() == table
+    assert "| CNN | MNIST | 0.8 | MASC | 1 |" in (
+        tmp_path / "plots" / "label_noise_MNIST_CNN_clean_features.md").read_text()

@@ -11,8 +11,11 @@ summary table (Table_values) as table_values.csv (fractions) and table_values.md
 (dataset, model, p) the network's final test accuracy, the best test accuracy it reached at any
 epoch of training, and the best layer's MASC test accuracy with corrupted and original-label
 subspaces (max over layers of the mean over runs). From results/label_noise (the label-noise
-study): LABEL_NOISE_{ds}_{model} (precision-recall curves of every detector, a panel per p) and
-label_noise_{ds}_{model}.md / .csv (detection metrics and retrained test accuracy over runs).
+study): LABEL_NOISE_{ds}_{model} (precision-recall curves of every detector, a panel per p),
+LABEL_NOISE_SUMMARY_{ds}_{model} (F1 and AUROC of every detector per p, mean and min-max over runs,
+on the memorised network's features and, where scored, the p = 0.0 network's; Confident
+Learning's published F1 shaded) and label_noise_{ds}_{model}[_clean_features].md / .csv (detection
+metrics and retrained test accuracy over runs).
 """
 # Defaults: edit them here or override them on the command line.
 OUT = "."             # results root (the --out of the experiment scripts)
@@ -54,11 +57,22 @@ def main(argv=None):
         for (dataset, model), group in scores.groupby(["dataset", "model"]):
             written += plots.save(plots.label_noise_figure(group, dataset, model, noise.DETECTORS),
                                   stem("LABEL_NOISE", dataset, model))
-        table = Path(args.plots) / f"label_noise_{folder.name}.md"
-        table.parent.mkdir(parents=True, exist_ok=True)
-        table.write_text(noise.markdown(detectors, retrained))
-        written += [results.write_csv(pd.concat([detectors, retrained], ignore_index=True),
-                                      table.with_suffix(".csv")), table]
+        tables = {folder.name: (detectors, retrained)}
+        summaries = {"memorised network's features": detectors}
+        clean = folder / "clean_features"  # label_noise.py --features clean
+        if noise.study_files(clean, "metrics"):
+            tables[f"{folder.name}_clean_features"] = noise.study_summary(clean)
+            summaries["p = 0.0 network's features"] = tables[f"{folder.name}_clean_features"][0]
+        for name, found in tables.items():
+            table = Path(args.plots) / f"label_noise_{name}.md"
+            table.parent.mkdir(parents=True, exist_ok=True)
+            table.write_text(noise.markdown(*found))
+            written += [results.write_csv(pd.concat(found, ignore_index=True),
+                                          table.with_suffix(".csv")), table]
+        dataset, model = detectors.dataset.iloc[0], detectors.model.iloc[0]
+        written += plots.save(plots.label_noise_summary_figure(summaries, dataset, model,
+                                                               reference=noise.PUBLISHED),
+                              stem("LABEL_NOISE_SUMMARY", dataset, model))
     if not written:
         raise MASCError(f"no result CSVs under {results.tidy_root(args.out)} (probes, masc, "
                         f"sensitivity, label_noise); run an experiment first, or pass its --out")
