@@ -340,12 +340,51 @@ def detection_metrics(flags, scores, given, true):
 
 
 def metrics_table(scores, ids=None, seconds=None):
-    """One row of :func:`detection_metrics` per detector of a scores frame (``ids`` prefixed;
-    ``seconds``: each detector's wall time, a column)."""
+    """One row of :func:`detection_metrics` per detector of a scores frame that has its columns
+    (``ids`` prefixed; ``seconds``: each detector's wall time, a column)."""
     return pd.DataFrame([{**(ids or {}), "detector": name,
                           **detection_metrics(scores[flag], scores[score], scores.given, scores.true),
                           **({"seconds": seconds[name]} if seconds else {})}
-                         for name, (flag, score) in DETECTORS.items()])
+                         for name, (flag, score) in DETECTORS.items() if flag in scores])
+
+
+def score_labels(X, given, num_classes, softmax=None, *, threshold=0.99, folds=5, seed=0,
+                 device=None):
+    """``(columns, seconds)``: each detector's flag and suspicion (and MASC's, the k-NN vote's
+    and the probe's suggested classes) for the labels ``given`` of the rows of features X, one
+    row per sample; the softmax detector only with the network's ``softmax`` probabilities. And
+    each detector's wall time (the softmax's: cleanlab alone)."""
+    seconds = {}
+
+    def timed(name, work):
+        tic = time.perf_counter()
+        out = work()
+        seconds[name] = time.perf_counter() - tic
+        return out
+
+    def masc(cv):
+        return label_report(X, given, threshold=threshold, cv=cv, seed=seed,
+                            classes=range(num_classes), device=device)
+
+    def probe():
+        probs = probe_probabilities(X, given, num_classes, folds, seed)
+        return (*confident_learning(given, probs), probs.argmax(1))
+
+    cross = timed("MASC", lambda: masc(folds))
+    inside = timed("MASC_in_sample", lambda: masc(None))
+    knn_flag, knn_pred, knn_quality = timed("knn_vote", lambda: knn_vote(X, given, num_classes))
+    probe_flag, probe_score, probe_pred = timed("cleanlab_probe", probe)
+    datalab_flag, datalab_score = timed("cleanlab_datalab", lambda: datalab_issues(X, given))
+    columns = {
+        "masc_pred": cross.suggested_label, "masc_flag": cross.is_label_issue,
+        "masc_score": 1 - cross.label_quality, "masc_in_flag": inside.is_label_issue,
+        "masc_in_score": 1 - inside.label_quality, "knn_pred": knn_pred, "knn_flag": knn_flag,
+        "knn_score": 1 - knn_quality, "probe_pred": probe_pred, "probe_flag": probe_flag,
+        "probe_score": probe_score, "datalab_flag": datalab_flag, "datalab_score": datalab_score}
+    if softmax is not None:
+        columns["softmax_flag"], columns["softmax_score"] = timed(
+            "cleanlab_softmax", lambda: confident_learning(given, softmax))
+    return pd.DataFrame(columns), seconds
 
 
 def memorised_run(trained):
@@ -393,37 +432,10 @@ def detect(trained, *, readout=Settings(), threshold=0.99, folds=5, seed=0, feat
         f"network: layer {layer} (MASC on the hold-out's corrupted labels "
         f"{chosen.masc_val_acc:.4f}); {len(given)} training labels")
     X, softmax = _layer_and_softmax(reader, fit_split.images, layer)
-    seconds = {}
-
-    def timed(name, work):
-        tic = time.perf_counter()
-        out = work()
-        seconds[name] = time.perf_counter() - tic
-        return out
-
-    def masc(cv):
-        return label_report(X, given, threshold=threshold, cv=cv, seed=seed,
-                            classes=range(num_classes), device=reader.device)
-
-    def probe():
-        probs = probe_probabilities(X, given, num_classes, folds, seed)
-        return (*confident_learning(given, probs), probs.argmax(1))
-
-    cross = timed("MASC", lambda: masc(folds))
-    inside = timed("MASC_in_sample", lambda: masc(None))
-    knn_flag, knn_pred, knn_quality = timed("knn_vote", lambda: knn_vote(X, given, num_classes))
-    probe_flag, probe_score, probe_pred = timed("cleanlab_probe", probe)
-    datalab_flag, datalab_score = timed("cleanlab_datalab", lambda: datalab_issues(X, given))
-    softmax_flag, softmax_score = timed("cleanlab_softmax",
-                                        lambda: confident_learning(given, softmax))
-    scores = pd.DataFrame({
-        "row": rows, "given": given, "true": true, "layer": layer,
-        "masc_pred": cross.suggested_label, "masc_flag": cross.is_label_issue,
-        "masc_score": 1 - cross.label_quality, "masc_in_flag": inside.is_label_issue,
-        "masc_in_score": 1 - inside.label_quality, "knn_pred": knn_pred, "knn_flag": knn_flag,
-        "knn_score": 1 - knn_quality, "probe_pred": probe_pred, "probe_flag": probe_flag,
-        "probe_score": probe_score, "datalab_flag": datalab_flag, "datalab_score": datalab_score,
-        "softmax_flag": softmax_flag, "softmax_score": softmax_score})
+    found, seconds = score_labels(X, given, num_classes, softmax, threshold=threshold,
+                                  folds=folds, seed=seed, device=reader.device)
+    scores = pd.concat([pd.DataFrame({"row": rows, "given": given, "true": true, "layer": layer}),
+                        found], axis=1)
     table = table.assign(model_val_acc=model_val, model_test_acc=model_test)
     return scores, table, seconds
 
