@@ -7,23 +7,20 @@ subspaces from the true labels; exp3: the model trained at p = 0.0 with subspace
 corrupted at p. Results: results/masc/{ds}_{model}/{p}/Run_{r}_exp{n}.csv (one row per layer, plus
 a _per_class.csv) and the reference's single-value files under angle_results/.
 """
-# Defaults: edit them here or override them on the command line.
-THRESHOLD = 0.99      # share of each class's energy kept (or a whole number of components)
-LAYERS = None         # None: every probed layer of the model
-PER_SAMPLE_BN = True  # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
-BATCH = 1000          # images per forward pass
-ROWS_ON_DISK = False  # True: MASC's activations in temporary files, not RAM (big layers)
-SUBSET = None         # None: the training samples the model was trained on
-DEVICE = "auto"
-DATA = None
-OUT = "."
+# Defaults are the settings groups' (--help lists them): the read-out (MASC/readout.py,
+# Settings: LAYERS = None, every probed layer; PER_SAMPLE_BN = True, ResNet BatchNorm on each
+# image alone as the paper read it out; BATCH = 1000; ROWS_ON_DISK = False; SUBSET and
+# TEST_SUBSET = None, the rows the model was trained on and every test image), MASC's
+# THRESHOLD = 0.99 and DEVICE, DATA, OUT. To change one for this script, set it here or pass
+# its flag.
 
 from MASC import cli, experiments  # noqa: E402
 
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals(), readout=True)
+    p = cli.parser(__doc__.split("\n")[0], globals(), (cli.READOUT, cli.MASC, cli.COMMON),
+                   readout=True)
     for n in (1, 2, 3):
         p.add_argument(f"-exp{n}", type=cli.str2bool, default=False, metavar="{True,False}")
     args = p.parse_args(argv)

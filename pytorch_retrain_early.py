@@ -17,26 +17,18 @@ reference protocol, the reference's files under angle_results_retrain_30/.
 # Defaults: edit them here or override them on the command line.
 PROTOCOL = "reference"  # reference: test20 selects, test80 reports; clean: noisy training hold-out
 SUBSPACES = "both"      # corrupted, original (the true labels) or both
-THRESHOLD = 0.99        # share of each class's energy MASC keeps
-MAX_EPOCHS = 30         # fine-tuning epoch cap
-PATIENCE = 3            # epochs without a strict improvement of the validation accuracy
-SEED = 0                # run r uses seed SEED + r: the data order
-SHUFFLE = False         # the reference's fixed data order; True (--shuffle): reshuffle every epoch
-LAYERS = None           # None: every probed layer of the model
-PER_SAMPLE_BN = True    # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
-BATCH = 1000            # images per forward pass of the read-out
-ROWS_ON_DISK = False    # True: MASC's activations in temporary files, not RAM (big layers)
-SUBSET = None           # None: the training samples the model was trained on
-DEVICE = "auto"
-DATA = None
-OUT = "."
+# The others are the settings groups' (--help lists them): the read-out (MASC/readout.py,
+# Settings), MASC's THRESHOLD = 0.99, the fine-tuning (MASC/retrain.py: MAX_EPOCHS = 30,
+# PATIENCE = 3; SEED = 0, run r fine-tunes with seed SEED + r; SHUFFLE = False, the fixed data
+# order) and DEVICE, DATA, OUT. To change one for this script, set it here or pass its flag.
 
 from MASC import cli, corruption, retrain  # noqa: E402
 
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals(), readout=True)
+    p = cli.parser(__doc__.split("\n")[0], globals(),
+                   (cli.READOUT, cli.MASC, cli.FINE_TUNING, cli.COMMON), readout=True)
     args = p.parse_args(argv)
     subspaces = corruption.LABELLINGS if args.subspaces == "both" else (args.subspaces,)
     trained, = cli.trained_runs(args)

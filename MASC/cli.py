@@ -4,6 +4,7 @@ Every flag value is checked when the command line is parsed (the ``type=`` funct
 bad value ends the script with argparse's usage line and one ``error: argument FLAG: ...`` line,
 before any data is loaded or any model is built."""
 import argparse
+import dataclasses
 import functools
 import sys
 from dataclasses import dataclass
@@ -13,12 +14,11 @@ import torch
 from .corruption import LABELLINGS
 from .data import DATASETS, DATA_ENV
 from .devices import mps_available
-from . import runs
+from . import masc, readout, results, retrain, runs, training
 from .errors import MASCError
 from .models import MODELS
 from .probes import PROBES
 from .retrain import PROTOCOLS
-from .readout import Settings
 
 CORRUPTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 RUNS = (1, 2, 3)
@@ -46,6 +46,15 @@ def positive_int(value):
     n = _number(value, int, "a positive whole number (1, 2, ...)")
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be a positive whole number (1, 2, ...), got {value}")
+    return n
+
+
+def seed(value):
+    """A NumPy seed: a whole number from 0 to 2**32 - 1 (--label-seed, --fold-seed)."""
+    n = _number(value, int, "a whole number from 0 to 4294967295")
+    if not 0 <= n < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 4294967295 (a NumPy "
+                                         f"seed), got {value}")
     return n
 
 
@@ -162,7 +171,7 @@ SETTINGS = {
     "TEST_SUBSET": Setting("--test-subset", positive_int, "use only the first N test images"),
     "EPOCHS": Setting("--epochs", positive_int, "epoch cap"),
     "SEED": Setting("--seed", int, "run r uses seed SEED + r (initial weights and data order)"),
-    "LABEL_SEED": Setting("--label-seed", int, "corruption seed (42: the reference's labels)"),
+    "LABEL_SEED": Setting("--label-seed", seed, "corruption seed (42: the reference's labels)"),
     "SHUFFLE": Setting("--shuffle", None, "a new seeded data order every epoch (the reference: a "
                        "fixed order)", off="--no-shuffle"),
     "SAVE_EVERY": Setting("--save-every", positive_int, "epochs between progress saves"),
@@ -171,6 +180,17 @@ SETTINGS = {
     "BF16": Setting("--bf16", None, "bf16 autocast", off="--no-bf16"),
     "TF32": Setting("--tf32", None, "TF32 matmuls on CUDA (faster, less precise; the reference: "
                     "off)", off="--no-tf32"),
+    "TRAIN_BATCH": Setting("--train-batch", positive_int, "training images per step (default: "
+                           "the reference's for the model and dataset)"),
+    "INIT": Setting("--init", str, "initial weights: pytorch (PyTorch's defaults, the reference's) "
+                    "or glorot (Keras's: Glorot-uniform weights, zero biases)",
+                    choices=("pytorch", "glorot")),
+    "SCALING": Setting("--scaling", str, "input pixels: reference (the reference transform) or "
+                       "unit ([0, 1] only)", choices=("reference", "unit")),
+    "STOP_ON": Setting("--stop-on", str, "train accuracy the stop rule reads: post-epoch (a pass "
+                       "over the training set after the epoch) or running (the epoch's own steps); "
+                       "default: the reference's (MLP post-epoch, others running)",
+                       choices=("post-epoch", "running")),
     "LAYERS": Setting("--layers", str, "layer short names (default: every probed layer)",
                       nargs="+"),
     "PER_SAMPLE_BN": Setting("--per-sample-bn", None, "ResNet BatchNorm with each image's own "
@@ -203,7 +223,7 @@ SETTINGS = {
     # (Compare_experiments/label_noise)
     "FOLDS": Setting("--folds", positive_int, "K of the stratified K-fold cross-fitting (MASC's, "
                      "and the study's probe)"),
-    "FOLD_SEED": Setting("--fold-seed", int, "seed of the folds' shuffle"),
+    "FOLD_SEED": Setting("--fold-seed", seed, "seed of the folds' shuffle"),
     "IN_SAMPLE": Setting("--in-sample", None, "judge each sample by subspaces fitted on every "
                          "sample, itself included (default: by the other folds')",
                          off="--cross-fitted"),
@@ -238,6 +258,38 @@ def constants(namespace):
     return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
 
 
+def defaults(cls):
+    """``{CONSTANT: default}`` of a settings dataclass (a field's constant is its upper-case name
+    unless its metadata names another)."""
+    return {f.metadata.get("constant", f.name.upper()): f.default for f in dataclasses.fields(cls)}
+
+
+def without(group, *names):
+    """A settings group less some of its constants (settings a script has no use for)."""
+    return {name: value for name, value in group.items() if name not in names}
+
+
+def build(cls, args, **given):
+    """A settings dataclass from parsed flags (each field from its constant's flag, where the
+    parser has it; ``given`` overrides)."""
+    values = {f.name: getattr(args, f.metadata.get("constant", f.name.upper()).lower())
+              for f in dataclasses.fields(cls)
+              if hasattr(args, f.metadata.get("constant", f.name.upper()).lower())}
+    return cls(**{**values, **given})
+
+
+# The settings groups: each setting's one default, declared in the class or module that uses it.
+# A script takes the groups it needs (cli.parser's ``groups``); a constant at its top overrides
+# a group's default for that script.
+COMMON = {"DEVICE": readout.Settings.device, "DATA": None, "OUT": "."}
+TRAINING = defaults(training.Schedule)                      # how runs train
+READOUT = {**defaults(readout.Settings), "SUBSET": training.Schedule.subset,
+           "TEST_SUBSET": training.Schedule.test_subset}    # how a trained network is read out
+MASC = {"THRESHOLD": masc.THRESHOLD}                        # MASC's settings
+FINE_TUNING = {"MAX_EPOCHS": retrain.MAX_EPOCHS, "PATIENCE": retrain.PATIENCE,
+               "SEED": training.Schedule.seed, "SHUFFLE": training.Schedule.shuffle}
+
+
 def add_settings(p, constants):
     """Add a flag for every setting among a script's ``constants``, defaulting to the
     constant's value; an unknown constant (a typo) is an error."""
@@ -255,9 +307,11 @@ def add_settings(p, constants):
                            nargs=s.nargs, choices=s.choices)
 
 
-def parser(description, defaults, models=MODELS, many=False, readout=False):
+def parser(description, defaults, groups=(), models=MODELS, many=False, readout=False):
     """An ArgumentParser with the reference flags (-corr -model -dataset -run) and a flag for
-    each of the script's constants (``defaults``: its globals(); see :data:`SETTINGS`).
+    each setting of the script's ``groups`` (dicts such as :data:`TRAINING`) and of its own
+    constants (``defaults``: its globals(), which also override a group's defaults; see
+    :data:`SETTINGS`).
 
     ``many`` lets -corr and -run take several values or "all" (for sweeps); ``readout`` adds
     --reference-labels (for checkpoints trained elsewhere)."""
@@ -273,7 +327,10 @@ def parser(description, defaults, models=MODELS, many=False, readout=False):
         p.add_argument("-run", type=positive_int, required=True, help="run index (1, 2, 3, ...)")
     p.add_argument("-model", required=True, choices=models)
     p.add_argument("-dataset", required=True, choices=list(DATASETS))
-    add_settings(p, constants(defaults))
+    settings = {}
+    for group in groups:
+        settings.update(group)
+    add_settings(p, {**settings, **constants(defaults)})
     if readout:
         p.add_argument("--reference-labels", action="store_true",
                        help="for a checkpoint trained elsewhere (no labels.npz or progress.pt "
@@ -283,22 +340,23 @@ def parser(description, defaults, models=MODELS, many=False, readout=False):
 
 def readout_settings(args):
     """The :class:`MASC.readout.Settings` that a script's read-out flags give."""
-    return Settings(layers=args.layers, device=args.device, batch_size=args.batch,
-                    per_sample_bn=args.per_sample_bn,
-                    rows_on_disk=getattr(args, "rows_on_disk", False))
+    return build(readout.Settings, args)
 
 
 def trained_runs(args):
     """The :class:`MASC.runs.TrainedRun` of every run a script's flags name (-corr / -run: one
-    value, a list or "all"), loaded one at a time."""
+    value, a list or "all"), loaded one at a time; each run is locked against training (shared:
+    other read-outs may read it too) while the script works on it."""
     many = isinstance(args.corr, list)
     corrs = expand(args.corr, CORRUPTIONS, corruption) if many else [args.corr]
     run_ids = expand(args.run, RUNS, int) if many else [args.run]
     for p in corrs:
         for run in run_ids:
-            yield runs.load_run(args.out, args.dataset, args.model, p, run, root=args.data,
-                                subset=args.subset, test_subset=getattr(args, "test_subset", None),
-                                reference_labels=args.reference_labels)
+            key = results.RunKey(args.out, args.dataset, args.model, p, run)
+            with results.lock(key.folder, wait=False, what="trained", shared=True):
+                yield runs.load_run(key, root=args.data, subset=args.subset,
+                                    test_subset=getattr(args, "test_subset", None),
+                                    reference_labels=args.reference_labels)
 
 
 def main(function=None, *, resumes=False):

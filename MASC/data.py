@@ -41,14 +41,16 @@ class DatasetInfo:
     mean: tuple  # per-channel normalisation; () means ToTensor only (TinyImageNet)
     std: tuple
     stop_accuracy: float  # training stops once the running train accuracy (%) reaches this
+    train_size: int  # images of the full training and test sets
+    test_size: int
 
 
 DATASETS = {
-    "MNIST": DatasetInfo("MNIST", 10, (1, 28, 28), (0.5,), (0.5,), 99.9),
-    "FashionMNIST": DatasetInfo("FashionMNIST", 10, (1, 28, 28), (0.5,), (0.5,), 99.1),
-    "CIFAR10": DatasetInfo("CIFAR10", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, 100.0),
-    "CIFAR100": DatasetInfo("CIFAR100", 100, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, 99.1),
-    "TinyImageNet": DatasetInfo("TinyImageNet", 200, (3, 64, 64), (), (), 99.9),
+    "MNIST": DatasetInfo("MNIST", 10, (1, 28, 28), (0.5,), (0.5,), 99.9, 60000, 10000),
+    "FashionMNIST": DatasetInfo("FashionMNIST", 10, (1, 28, 28), (0.5,), (0.5,), 99.1, 60000, 10000),
+    "CIFAR10": DatasetInfo("CIFAR10", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, 100.0, 50000, 10000),
+    "CIFAR100": DatasetInfo("CIFAR100", 100, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, 99.1, 50000, 10000),
+    "TinyImageNet": DatasetInfo("TinyImageNet", 200, (3, 64, 64), (), (), 99.9, 100000, 10000),
 }
 
 # md5 of the uncompressed IDX files, identical to the original distributions.
@@ -104,13 +106,25 @@ class Split:
         return Split(self.images[rows], self.labels[rows])
 
 
-def normalise(images, name):
-    """uint8 images -> float32 inputs of the reference transform, on the images' device."""
+SCALINGS = ("reference", "unit")
+
+
+def normalise(images, name, scaling="reference"):
+    """uint8 images -> float32 inputs on the images' device: the reference transform of dataset
+    ``name``, or with ``scaling="unit"`` pixels in [0, 1] only (Keras's usual MNIST inputs)."""
     x = images.float().div(255)
-    if info(name).mean:
+    if scaling not in SCALINGS:
+        raise MASCError(f"unknown input scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
+    if scaling == "reference" and info(name).mean:
         mean, std = _mean_std(name, x.device)
         x = x.sub(mean).div(std)
     return x
+
+
+def input_scaling(net):
+    """The input scaling a network was trained with: ``net.input_scaling``, which
+    :func:`MASC.runs.load_network` sets from the run's saved settings, else the reference's."""
+    return getattr(net, "input_scaling", "reference")
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,35 +10,40 @@ exp1 and exp2 share the read-out: one forward pass per layer, one layer at a tim
 import pandas as pd
 
 from . import data, results, runs
-from .masc import accuracy
+from .masc import THRESHOLD, accuracy
 from .readout import Settings
 
 FITTED_ON = {1: "corrupted", 2: "original", 3: "corrupted"}  # the labelling each exp fits MASC on
-MERGE_KEYS = ["subspaces_from", "layer"]  # a row of our MASC CSVs per (labelling, layer)
+# a row of our MASC CSVs per (labelling, layer, read-out settings); rows of other weights go
+MERGE_KEYS = ["subspaces_from", "layer", *results.READOUT_COLUMNS]
 
 
-def masc_experiments(trained, exps, *, threshold=0.99, readout=Settings(), log=print):
+def masc_experiments(trained, exps, *, threshold=THRESHOLD, readout=Settings(), log=print):
     """Run the chosen experiments on a :class:`~MASC.runs.TrainedRun` (exp3 loads the same run
     trained at p = 0.0 beside it); returns one tidy DataFrame (rows: exp x layer)."""
-    out, dataset, model, p, run = trained.out, trained.dataset, trained.model, trained.p, trained.run
+    key, dataset = trained.key, trained.dataset
     for exp in exps:  # results files we will merge into must be readable before any work
         for per_class, keys in ((False, MERGE_KEYS), (True, MERGE_KEYS + ["class"])):
-            path = results.masc_csv(out, dataset, model, p, run, exp, per_class)
+            path = key.masc_csv(exp, per_class)
             if path.exists():
-                results.read_csv(path, keys)
+                results.read_csv(path, [k for k in keys if k not in results.PROVENANCE])
     num_classes = data.info(dataset).num_classes
     test = trained.test
     class_masks = [test.labels == c for c in range(num_classes)]
     split, corrupted, true = trained.training()
     given = {"corrupted": corrupted, "original": true}
     frames = []
-    for model_p, group in ((p, [e for e in exps if e in (1, 2)]), (0.0, [e for e in exps if e == 3])):
+    for model_p, group in ((key.corrupt, [e for e in exps if e in (1, 2)]),
+                           (0.0, [e for e in exps if e == 3])):
         if not group:
             continue
-        net = trained.net if model_p == p else runs.load_network(out, dataset, model, model_p, run)
+        net, provenance = ((trained.net, trained.provenance) if model_p == key.corrupt
+                           else runs.load_weights(key.at(model_p)))
         reader = readout.reader(net, dataset)
         labellings = {FITTED_ON[e]: given[FITTED_ON[e]] for e in group}
-        log(f"{dataset} {model} run {run}: MASC on the model trained at p={model_p} "
+        settings = {"threshold": threshold, "n_train": len(split), "n_test": len(test),
+                    "per_sample_bn": readout.per_sample_bn}
+        log(f"{dataset} {key.model} run {key.run}: MASC on the model trained at p={model_p} "
             f"(exp{'+'.join(map(str, group))}, {len(split)} training samples, {reader.device})")
         rows = {exp: [] for exp in group}
         per_class = {exp: [] for exp in group}
@@ -50,30 +55,30 @@ def masc_experiments(trained, exps, *, threshold=0.99, readout=Settings(), log=p
             for exp in group:
                 name, layer = FITTED_ON[exp], found.layer
                 k = found.n_components[name]
-                row = {"dataset": dataset, "model": model, "corrupt": p, "run": run, "exp": exp,
-                       "subspaces_from": name, "layer": layer, "dim": found.dim,
-                       "k_min": int(k.min()), "k_mean": float(k.mean()), "k_max": int(k.max()),
+                row = {**key.ids(), "exp": exp, "subspaces_from": name, "layer": layer,
+                       "dim": found.dim, "k_min": int(k.min()), "k_mean": float(k.mean()),
+                       "k_max": int(k.max()),
                        "train_acc_vs_corrupted": accuracy(found.fitted_rows[name], corrupted),
                        "train_acc_vs_true": accuracy(found.fitted_rows[name], true),
                        "test_acc": accuracy(test_pred[name], test.labels),
                        "model_test_acc": model_test_acc, "threshold": threshold,
                        "n_train": len(split), "fit_seconds": round(found.fit_seconds[name], 4),
-                       "predict_seconds": round(found.predict_seconds[name], 4)}
+                       "predict_seconds": round(found.predict_seconds[name], 4),
+                       **settings, **provenance}
                 rows[exp].append(row)
                 fitted[exp].append((layer, k))
                 for c, mask in enumerate(class_masks):
                     per_class[exp].append(
                         {**{f: row[f] for f in ("dataset", "model", "corrupt", "run", "exp",
                                                 "subspaces_from", "layer")},
-                         "class": c, "n_test": int(mask.sum()),
-                         "test_acc": accuracy(test_pred[name][mask], test.labels[mask])})
+                         "class": c, "n_test": int(mask.sum()),  # this class's test images
+                         "test_acc": accuracy(test_pred[name][mask], test.labels[mask]),
+                         **{s: v for s, v in settings.items() if s != "n_test"}, **provenance})
         for exp in group:
             frame = pd.DataFrame(rows[exp])  # rows of layers not recomputed now are kept
-            results.merge_csv(frame, results.masc_csv(out, dataset, model, p, run, exp),
-                              MERGE_KEYS)
-            results.merge_csv(pd.DataFrame(per_class[exp]),
-                              results.masc_csv(out, dataset, model, p, run, exp, per_class=True),
-                              MERGE_KEYS + ["class"])
+            results.merge_csv(frame, key.masc_csv(exp), MERGE_KEYS, results.MODEL_COLUMNS)
+            results.merge_csv(pd.DataFrame(per_class[exp]), key.masc_csv(exp, per_class=True),
+                              MERGE_KEYS + ["class"], results.MODEL_COLUMNS)
             for (layer, k), row in zip(fitted[exp], rows[exp]):  # the reference's files last
                 _write_reference(trained, exp, layer, row, k)
             frames.append(frame)
@@ -81,8 +86,7 @@ def masc_experiments(trained, exps, *, threshold=0.99, readout=Settings(), log=p
 
 
 def _write_reference(trained, exp, layer, row, n_components):
-    files = results.reference_masc_files(trained.out, trained.dataset, trained.model, trained.p,
-                                         trained.run, exp, layer)
+    files = trained.key.reference_masc_files(exp, layer)
     values = {"train_vs_corrupted": row["train_acc_vs_corrupted"],
               "train_vs_true": row["train_acc_vs_true"], "test": row["test_acc"]}
     for what, path in files.items():

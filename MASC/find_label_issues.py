@@ -19,13 +19,12 @@ closer than its own (MASC/noise.py, label_report, says how). Writes under --repo
                              (only when images are given)
 """
 # Defaults: edit them here or override them on the command line.
-THRESHOLD = 0.99      # MASC's share of each class's energy
 FOLDS = 5             # each sample judged by subspaces fitted on the other K - 1 folds
 FOLD_SEED = 0         # the folds' shuffle
 IN_SAMPLE = False     # True (--in-sample): fitted on every sample, each judging itself too
 TOP = 36              # images in the grid
 REPORT = "label_issues"
-DEVICE = "auto"
+# The others are the settings groups' (--help lists them): MASC's THRESHOLD, and DEVICE.
 
 import argparse  # noqa: E402
 import time  # noqa: E402
@@ -83,7 +82,8 @@ def main(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", help="data.npz (features, labels, images), or "
                    "features.npy labels.npy [images.npy]")
-    cli.add_settings(p, cli.constants(globals()))
+    cli.add_settings(p, {**cli.MASC, **cli.without(cli.COMMON, "DATA", "OUT"),
+                         **cli.constants(globals())})
     args = p.parse_args(argv)
     if not args.in_sample and args.folds < 2:
         p.error("argument --folds: cross-fitting needs 2 or more folds (or give --in-sample)")

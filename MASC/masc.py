@@ -30,8 +30,9 @@ as labels) on the fitted device; anything else in, NumPy out.
 
 Fitting streams: :meth:`partial_fit` keeps, per class, either its rows (while it has fewer rows
 than dimensions; the subspace then comes from the N_c x N_c Gram matrix) or the D x D matrix
-X_c^T X_c in float64. Both routes give the same subspace and the same k. :func:`fit_labellings`
-fits several labellings of the same rows from one stored copy (float32 stays float32), one class
+X_c^T X_c in float64 (:class:`~MASC.class_rows.ClassRows`). Both routes give the same subspace
+and the same k. :meth:`MinimumAngleSubspaceClassifier.iter_labellings` fits several labellings of
+the same rows from one stored copy (float32 stays float32), one class
 at a time: each class block is cast to float64 only for its Gram and eigh step and freed after, so
 k and the components are bit-identical to :meth:`fit`'s. X may also be a
 :class:`~MASC.rowfile.RowFile` (rows in a temporary file, for layers too big for memory): fit,
@@ -39,7 +40,7 @@ k and the components are bit-identical to :meth:`fit`'s. X may also be a
 
 Prediction (``predict_dtype="float32-checked"``): projections in float32, then every row whose best
 two classes are closer than a proven float32 error bound is classified again in float64 (see
-:func:`_margins`): the predictions are those of float64, at float32 speed.
+:func:`MASC.checked.margins`): the predictions are those of float64, at float32 speed.
 """
 import math
 import numbers
@@ -51,14 +52,16 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
 from .errors import MASCError
+from .checked import CheckedPredictor, float32_matmul_is_ieee, safe_rows
+from .class_rows import ClassRows
 from .rowfile import RowFile
 
 # fitted attributes computed by solve(); partial_fit drops them, the next access solves again
 _SOLVED = ("classes_", "n_samples_per_class_", "components_", "n_components_",
            "explained_variance_ratio_")
+THRESHOLD = 0.99  # the paper's share of each class's energy kept (every default threshold)
 CHECKED = "float32-checked"  # predict_dtype: float32 projections, float64 re-check of near ties
 FINITE_CHUNK = 1 << 24  # elements checked for NaN/inf at once (bounds the temporary mask)
-GATHER_CHUNK = 1 << 24  # elements of a class block gathered (and cast to float64) at once
 
 
 class NotFittedMASCError(MASCError, NotFittedError):
@@ -98,58 +101,6 @@ def _all_finite(X):
         if not torch.isfinite(chunk.sum()) and not torch.isfinite(chunk).all():
             return False
     return True
-
-
-# Bounds of the float32-checked prediction (see _margins).
-U32, U64 = 2.0 ** -24, 2.0 ** -53  # unit roundoffs
-SAFETY = 2.0  # margins are this multiple of the proven bound
-SAFE_NORM2 = (1e-20, 1e30)  # rows with ||x||^2 outside are re-checked (under/overflow)
-
-
-def _gamma(n, u):
-    """Higham's gamma_n = n u / (1 - n u): the relative error bound of an n-term sum or dot
-    product, in any order, with or without FMA."""
-    return n * u / (1 - n * u) if n * u < 0.5 else math.inf
-
-
-def _float32_matmul_is_ieee(device):
-    """False where float32 matmuls may round their inputs to fewer bits (TF32 on CUDA, a
-    reduced matmul precision): the bound of :func:`_margins` would not hold, so predict uses
-    float64 throughout."""
-    if torch.get_float32_matmul_precision() != "highest":
-        return False
-    return not (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
-
-
-def _margins(n_components, D, device):
-    """Per class, SAFETY x a proven bound on |float32 cos^2 - exact| + |float64 cos^2 - exact|.
-
-    For a row x (norm r) and class c with k orthonormal float64 rows w_j, the exact value is
-    c = sum_j (x.w_j)^2 / r^2 <= 1. Float32 route (Higham, Accuracy and Stability of Numerical
-    Algorithms, sec. 3.1; each bound holds for any summation order, so for any BLAS kernel):
-    (1) x and w_j rounded to float32 (relative u each) and a D-term float32 dot product:
-        |p_j - x.w_j| <= (gamma_D (1+u)^2 + 2u + u^2) sum_i |x_i w_ji| <= eps r, eps = gamma_D + 3u
-        (sum_i |x_i w_ji| <= r ||w_j|| = r by Cauchy-Schwarz);
-    (2) sum_j p_j^2 - sum_j (x.w_j)^2 <= sum_j eps r (2 |x.w_j| + eps r) <= r^2 (2 eps sqrt(k c)
-        + k eps^2) (Cauchy-Schwarz again), and squaring and summing the k terms in float32 add
-        gamma_(k+1) times the sum;
-    (3) r in float32 (D squares summed, a square root, an exact cast, squared in float64) and the
-        float64 division: relative error at most gamma_(D+4), so on c <= 1 at most 2 gamma_(D+4).
-    With c <= 1: e32 = (2 eps sqrt(k) + k eps^2)(1 + gamma_(k+1)) + gamma_(k+1) + 2 gamma_(D+4).
-    The float64 route (the reference) is the same with float64's u and no input rounding (e64).
-    A row is sure when cos2_best - m_best > cos2_b + m_b for every other class b and every such
-    cos2_b + m_b < 1, m = SAFETY (e32 + e64): then the float64 values order the same way, strictly,
-    and none is clamped to 1. The bounds assume no under/overflow: rows with r^2 outside SAFE_NORM2
-    (the zero row included) are re-checked (an underflow's absolute error, at most 2^-149 per
-    operation, is then below 1e-30 relative)."""
-    k = torch.as_tensor(np.asarray(n_components, dtype=np.float64), device=device)
-
-    def bound(u, eps):
-        g = torch.as_tensor([_gamma(int(n) + 1, u) for n in n_components], dtype=torch.float64,
-                            device=device)
-        return (2 * eps * k.sqrt() + k * eps ** 2) * (1 + g) + g + 2 * _gamma(D + 4, u)
-
-    return SAFETY * (bound(U32, _gamma(D, U32) + 3 * U32) + bound(U64, _gamma(D, U64)))
 
 
 def _as_labels(y, what="y"):
@@ -213,7 +164,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
     ``n_components_``, ``explained_variance_ratio_`` (share of the class's energy in its subspace).
     """
 
-    def __init__(self, threshold=0.99, device=None, predict_dtype="float64", batch_size=4096):
+    def __init__(self, threshold=THRESHOLD, device=None, predict_dtype="float64", batch_size=4096):
         self.threshold = threshold
         self.device = device
         self.predict_dtype = predict_dtype
@@ -227,16 +178,21 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def __sklearn_is_fitted__(self):
-        return bool(self.__dict__.get("_count"))
+        return self._has_rows()
 
     def __getattr__(self, name):
         # only reached when normal lookup fails: a fitted attribute not (yet) solved
         if name in _SOLVED:
-            if self.__dict__.get("_count"):
+            if self._has_rows():
                 self.solve()
                 return self.__dict__[name]
             raise self._not_fitted()
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _has_rows(self):
+        """Whether fit or partial_fit has given this estimator rows (fitted, or to solve)."""
+        store = self.__dict__.get("_store")
+        return bool(store and store.count)
 
     def _not_fitted(self):
         return NotFittedMASCError(f"This {type(self).__name__} instance is not fitted yet: call "
@@ -267,7 +223,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(X, RowFile):
             raise MASCError("partial_fit takes batches in memory; fit a RowFile with fit or "
                             "fit_labellings")
-        first = not self.__dict__.get("_count")
+        first = not self._has_rows()
         if first:
             self._reset()
         try:
@@ -279,11 +235,39 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
                 self._reset()
             raise
         for c, rows in self._groups(y):
-            self._accumulate(c, X[rows])
+            self._store.add(c, X[rows], self.n_features_in_, self._device)
         self._solved = False
         for name in _SOLVED:
             self.__dict__.pop(name, None)
         return self
+
+    @classmethod
+    def iter_labellings(cls, X, labellings, classes=None, **params):
+        """Yield ``(name, fitted estimator)`` for each labelling of the same rows X.
+
+        ``labellings`` maps a name (e.g. "corrupted", "original") to labels for the rows of X;
+        ``params`` are the estimators' parameters. X is checked and stored once (a float32
+        tensor stays float32, on ``device``; a RowFile stays on disk); each estimator only
+        indexes it, gathers one class block at a time in float64 for its Gram and eigh step and
+        frees it, and does not keep X. The k and components are bit-identical to
+        ``fit(X, y)``'s. Fitting happens as the generator advances, so a caller that drops each
+        estimator before the next holds one labelling's subspaces at a time."""
+        if not isinstance(labellings, dict):
+            raise MASCError(f"labellings must be a dict of name -> labels, got "
+                            f"{type(labellings).__name__}")
+        checked = None  # what the first estimator's check of X set (it is freed, X is not)
+        for name, y in labellings.items():
+            est = cls(**params)
+            est._check_params()
+            est._reset()
+            if checked is None:
+                X = est._check_X(X, reset=True, fitting=True)
+                checked = {attr: vars(est)[attr] for attr in
+                           ("n_features_in_", "feature_names_in_", "_device") if attr in vars(est)}
+            else:
+                vars(est).update(checked)
+            yield name, est._fit_shared(X, y, classes)
+            del est
 
     def _declare(self, classes):
         """Record the classes expected (None: whichever labels come)."""
@@ -302,17 +286,15 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         each class's block is gathered when its subspace is solved, then freed; X is not kept."""
         y = self._check_y(y, len(X))
         self._declare(classes)
-        self._shared = (X, {c: rows.nonzero().squeeze(1) for c, rows in self._groups(y)})
-        self._count = {c: len(index) for c, index in self._shared[1].items()}
+        self._store = ClassRows.shared_by(X, self._groups(y))
         try:
             self.solve()
         finally:
-            self._shared, self._frozen = None, True
+            self._store.shared, self._frozen = None, True
         return self
 
     def _reset(self):
-        self._rows, self._gram, self._count = {}, {}, {}
-        self._shared, self._frozen = None, False
+        self._store, self._frozen = ClassRows(), False
         self._expected = None
         self._solved = False
         for name in (*_SOLVED, "n_features_in_", "feature_names_in_"):
@@ -406,34 +388,21 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
                             f"length")
         return _as_labels(y)
 
-    def _accumulate(self, c, Xc):
-        """Keep rows while a class has fewer rows than dimensions, else accumulate X^T X (float64)."""
-        D = self.n_features_in_
-        self._count[c] = self._count.get(c, 0) + len(Xc)
-        if c not in self._gram and self._count[c] < D:
-            self._rows.setdefault(c, []).append(Xc)
-            return
-        if c not in self._gram:
-            self._gram[c] = torch.zeros(D, D, dtype=torch.float64, device=self._device)
-            for rows in self._rows.pop(c, []):
-                self._gram[c] += rows.double().T @ rows.double()
-        Xc = Xc.double()
-        self._gram[c] += Xc.T @ Xc
-
     # ------------------------------------------------------------------ solving
     def solve(self):
         """Compute the subspaces now (predict does it on demand); returns self."""
         if self.__dict__.get("_solved"):
             return self
-        if not self.__dict__.get("_count"):
+        if not self._has_rows():
             raise self._not_fitted()
-        classes = self._expected or _sorted(self._count, "the labels of the partial_fit calls")
-        empty = [c for c in classes if self._count.get(c, 0) == 0]
+        classes = self._expected or _sorted(self._store.count,
+                                            "the labels of the partial_fit calls")
+        empty = [c for c in classes if self._store.count.get(c, 0) == 0]
         if empty:
             raise MASCError(f"class {empty[0]!r} has no training samples; MASC needs at least one "
                             f"vector per class (drop the class from `classes` or add samples)")
         declared = set(classes)
-        extra = [c for c in _sorted(self._count, "the labels") if c not in declared]
+        extra = [c for c in _sorted(self._store.count, "the labels") if c not in declared]
         if extra:
             raise MASCError(f"label {extra[0]!r} is not among the declared classes {classes}")
         parts, ratios = zip(*[self._subspace(c) for c in classes])
@@ -442,7 +411,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.asarray(classes)
         self._classes_t = (torch.tensor(classes, device=self._device)
                            if self.classes_.dtype.kind in "iub" else None)
-        self.n_samples_per_class_ = np.array([self._count[c] for c in classes])
+        self.n_samples_per_class_ = np.array([self._store.count[c] for c in classes])
         self.n_components_ = np.array([len(V) for V in parts])
         self.explained_variance_ratio_ = np.array(ratios)
         # one buffer holds every class's rows (each class's own copy freed as it is moved in);
@@ -453,31 +422,19 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
             W[start:start + len(parts[i])] = parts[i]
             parts[i] = None
         self.components_ = list(W.split(self.n_components_.tolist()))
-        self._W, self._W32 = W.to(self._dtype), None
+        self._W, self._checked = W.to(self._dtype), None
         self._owner = torch.repeat_interleave(
             torch.arange(len(classes), device=self._device),
             torch.as_tensor(self.n_components_, device=self._device))
         self._solved = True
         return self
 
-    def _class_block(self, c):
-        """Class c's rows in float64: gathered from the shared rows chunk by chunk (no float32
-        copy of the block), or the rows partial_fit kept."""
-        if self._shared is None:
-            return torch.cat(self._rows[c]).double()
-        X, index = self._shared[0], self._shared[1][c]
-        R = torch.empty(len(index), X.shape[1], dtype=torch.float64, device=self._device)
-        step = max(1, GATHER_CHUNK // X.shape[1])
-        for i in range(0, len(index), step):
-            R[i:i + step] = X[index[i:i + step]].to(self._device)
-        return R
-
     def _subspace(self, c):
         """(k x D orthonormal rows, captured energy share) of class c. Temporaries (the block,
         its Gram matrix, the eigenvectors) are freed as soon as they are used."""
-        gram, R = self._gram.get(c), None
+        gram, R = self._store.gram.get(c), None
         if gram is None:
-            R = self._class_block(c)
+            R = self._store.block(c, self._device)
             if len(R) >= self.n_features_in_:  # shared rows: X_c^T X_c as fit forms it
                 gram, R = R.T @ R, None
         if gram is not None:
@@ -504,7 +461,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         k = min(k, rank)
         if evecs is None:  # Gram route: right singular vectors of R from its left ones
             U = U[:, :k].contiguous()
-            R = self._class_block(c)
+            R = self._store.block(c, self._device)
             V = (R.T @ U).div_(evals[:k].sqrt())
             del R, U
         else:
@@ -522,7 +479,7 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
 
     def _cos2_batch(self, xb):
         """cos^2 of rows xb (at most a batch) in ``self._dtype``: the reference computation."""
-        xb = xb.to(self._dtype)
+        xb = safe_rows(xb.to(self._dtype))
         norm = xb.square().sum(1, keepdim=True)
         return torch.where(norm > 0, self._energy(xb, self._W) / norm, 0.0).clamp(0, 1)
 
@@ -547,38 +504,18 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         self.solve()
         X = self._check_X(X)
         checked = (_is_checked(self.predict_dtype) and self._dtype == torch.float64
-                   and _float32_matmul_is_ieee(self._device))  # (solved under another dtype)
+                   and float32_matmul_is_ieee(self._device))  # (solved under another dtype)
+        if checked and self._checked is None:
+            self._checked = CheckedPredictor(self._W, self._owner, self.n_components_,
+                                             len(self.classes_), self.n_features_in_,
+                                             self._device)
         if checked:
-            self._rechecked = 0  # rows of the last predict classified again in float64
-        if checked and self._W32 is None:
-            self._W32 = self._W.float()
-            # summing squared projections per class as a product with a 0/1 (K, C) matrix: any
-            # summation order is covered by the bound, and a GEMM is faster than index_add_
-            self._member32 = torch.nn.functional.one_hot(
-                self._owner, len(self.classes_)).float()
-            self._margin = _margins(self.n_components_, self.n_features_in_, self._device)
+            self._checked.rechecked = 0
         best = torch.empty(len(X), dtype=torch.long, device=self._device)
         for rows, xb in self._batches(X):
-            best[rows] = self._best_checked(xb) if checked else self._cos2_batch(xb).argmax(1)
+            best[rows] = (self._checked.best(xb, self._cos2_batch) if checked
+                          else self._cos2_batch(xb).argmax(1))
         return best
-
-    def _best_checked(self, xb):
-        """:meth:`_best` of a batch with float32 projections, near ties re-checked in float64."""
-        norm = torch.linalg.vector_norm(xb.float(), dim=1).double().square()
-        energy = (xb.float() @ self._W32.T).square_() @ self._member32
-        cos2 = energy.double() / norm[:, None]
-        pick = cos2.argmax(1)
-        # certain: the best class's lower bound beats every other class's upper bound, which
-        # stays below 1 (so float64's clamp to 1 cannot make a tie), and no under/overflow
-        lower = cos2.gather(1, pick[:, None]).squeeze(1) - self._margin[pick]
-        upper = (cos2 + self._margin).scatter_(1, pick[:, None], -math.inf)
-        rival = upper.max(1).values
-        sure = (lower > rival) & (rival < 1) & (norm >= SAFE_NORM2[0]) & (norm <= SAFE_NORM2[1])
-        redo = (~sure).nonzero().squeeze(1)
-        if len(redo):
-            pick[redo] = self._cos2_batch(xb[redo]).argmax(1)
-        self._rechecked += len(redo)
-        return pick
 
     @staticmethod
     def _like(result, X):
@@ -609,7 +546,14 @@ class MinimumAngleSubspaceClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[best.cpu().numpy()]
 
     def score(self, X, y):
-        """Accuracy on (X, y), rounded to 4 decimals as the reference reports it."""
+        """Accuracy on (X, y), rounded to 4 decimals as the reference reports it. y is checked as
+        scikit-learn's ``accuracy_score`` checks it: one label per row, of the fitted labels'
+        type (strings against numbers is an error, not a score of 0)."""
+        y = self._check_y(y, len(X))
+        if (y.dtype.kind in "US") != (self.classes_.dtype.kind in "US"):
+            raise MASCError(f"Mix of label input types (string and number): y holds "
+                            f"{y.dtype.kind in 'US' and 'strings' or 'numbers'} but the classes "
+                            f"{self.classes_.tolist()[:5]} are not")
         return accuracy(self.predict(X), y)
 
 
@@ -627,34 +571,14 @@ def accuracy(pred, y):
     return round(float(np.mean(pred == y)), 4) if len(y) else math.nan
 
 
-def iter_labellings(X, labellings, threshold=0.99, classes=None, device=None, **params):
-    """Yield ``(name, fitted MinimumAngleSubspaceClassifier)`` for each labelling of the same rows.
-
-    ``labellings`` maps a name (e.g. "corrupted", "original") to labels for the rows of X. X is
-    checked and stored once (a float32 tensor stays float32, on ``device``); each estimator only
-    indexes it, gathers one class block at a time in float64 for its Gram and eigh step and frees
-    it, and does not keep X. The k and components are bit-identical to ``fit(X, y)``'s. Fitting
-    happens as the generator advances, so a caller that drops each estimator before the next holds
-    one labelling's subspaces at a time. ``params``: the estimator's other parameters."""
-    if not isinstance(labellings, dict):
-        raise MASCError(f"labellings must be a dict of name -> labels, got "
-                        f"{type(labellings).__name__}")
-    checked = None  # what the first estimator's check of X set (not the estimator: it is freed)
-    for name, y in labellings.items():
-        est = MinimumAngleSubspaceClassifier(threshold, device=device, **params)
-        est._check_params()
-        est._reset()
-        if checked is None:
-            X = est._check_X(X, reset=True, fitting=True)
-            checked = {attr: vars(est)[attr] for attr in
-                       ("n_features_in_", "feature_names_in_", "_device") if attr in vars(est)}
-        else:
-            vars(est).update(checked)
-        yield name, est._fit_shared(X, y, classes)
-        del est
+def iter_labellings(X, labellings, threshold=THRESHOLD, classes=None, device=None, **params):
+    """:meth:`MinimumAngleSubspaceClassifier.iter_labellings` with the estimator's threshold and
+    device."""
+    return MinimumAngleSubspaceClassifier.iter_labellings(
+        X, labellings, classes, threshold=threshold, device=device, **params)
 
 
-def fit_labellings(X, labellings, threshold=0.99, classes=None, device=None, **params):
+def fit_labellings(X, labellings, threshold=THRESHOLD, classes=None, device=None, **params):
     """``{name: fitted MinimumAngleSubspaceClassifier}`` for each labelling of the same rows X,
-    from one stored copy of X (see :func:`iter_labellings`)."""
+    from one stored copy of X (:meth:`MinimumAngleSubspaceClassifier.iter_labellings`)."""
     return dict(iter_labellings(X, labellings, threshold, classes, device, **params))

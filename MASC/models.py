@@ -1,10 +1,13 @@
-"""The paper's models, torchvision style, with the reference's state_dict keys.
+"""The paper's models, torchvision style, with the reference's state_dict keys, and one record per
+model (:data:`REGISTRY`: how to build, optimise, batch and stop it).
 
 Every model lists the layers MASC reads in ``taps``: reference short name -> name of the submodule
 whose output (flattened) is that layer's activation. :mod:`MASC.layers` taps them with forward
 hooks, the one mechanism shared by all models. Parameter-free modules (``Identity``, ``Flatten``,
 ``ReLU``) stand at the tap points; they add no state_dict keys, so reference checkpoints load.
 """
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
@@ -156,49 +159,88 @@ class ResNet18(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-MODELS = ("CNN", "MLP", "AlexNet", "ResNet18")
+def _cnn(spec):
+    channels, height, _ = spec.shape
+    return CNN(channels, height, spec.num_classes)
 
-# Training settings (docs/protocol.md, 'Training and stop rules'): optimiser (class, kwargs) and
-# training batch size.
-OPTIMISERS = {
-    "CNN": (torch.optim.Adam, {"lr": 2e-4}),
-    "AlexNet": (torch.optim.Adam, {"lr": 1e-4}),
-    "MLP": (torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9}),
-    "ResNet18": (torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9}),
+
+def _mlp(spec):
+    channels, height, width = spec.shape
+    return MLP(channels * height * width, spec.num_classes)
+
+
+def _alexnet(spec):
+    channels, height, _ = spec.shape
+    if channels != 3 or height not in (32, 64):
+        raise MASCError(f"AlexNet takes 3x32x32 or 3x64x64 images, not {spec.name}")
+    return AlexNet(spec.num_classes, tiny_imagenet=height == 64)
+
+
+def _resnet18(spec):
+    return ResNet18(spec.num_classes, spec.shape[0])
+
+
+@dataclass(frozen=True)
+class Model:
+    """Everything the package knows about a model (docs/protocol.md, 'Training and stop rules'):
+    ``make`` builds it for a dataset's :class:`~MASC.data.DatasetInfo`; its optimiser (class,
+    settings); its training batch size (``batch_sizes``: per dataset where it differs); its
+    stop rule ("running": the epoch's own training accuracy reaches the dataset's target;
+    "post-epoch": a full pass over the training set after the epoch, >= POST_EPOCH_TARGET %).
+    The layers MASC reads are the class's ``taps``."""
+
+    cls: type
+    make: object
+    optimiser: tuple
+    batch_size: int
+    batch_sizes: dict = field(default_factory=dict)
+    stop_rule: str = "running"
+
+    @property
+    def taps(self):
+        return self.cls.taps
+
+
+# The registry: a new model is one record here (and its class above, with its taps). Every model
+# must stack (MASC.stacking runs K copies as one): its parameterised layers are Conv2d,
+# BatchNorm2d and Linear, anything else parameter-free (ReLU, pooling, Flatten, Identity, ...);
+# tests/test_stacking.py trains every registered model as a stack of 2 against each alone.
+REGISTRY = {
+    "CNN": Model(CNN, _cnn, (torch.optim.Adam, {"lr": 2e-4}), 128, {"CIFAR10": 32}),
+    "MLP": Model(MLP, _mlp, (torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9}), 32,
+                 stop_rule="post-epoch"),
+    "AlexNet": Model(AlexNet, _alexnet, (torch.optim.Adam, {"lr": 1e-4}), 128,
+                     {"TinyImageNet": 500}),
+    "ResNet18": Model(ResNet18, _resnet18, (torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9}), 32),
 }
-BATCH_SIZES = {"CNN": 128, "MLP": 32, "AlexNet": 128, "ResNet18": 32}
-BATCH_SIZE_OVERRIDES = {("CNN", "CIFAR10"): 32, ("AlexNet", "TinyImageNet"): 500}
+MODELS = tuple(REGISTRY)
+
+
+def record(model):
+    """The :class:`Model` record of a model name, or a clear error listing the known names."""
+    if model not in REGISTRY:
+        raise MASCError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    return REGISTRY[model]
 
 
 def check_name(model):
-    if model not in MODELS:
-        raise MASCError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    record(model)
 
 
 def build(model, dataset):
     """A freshly initialised model for a dataset (PyTorch default initialisation)."""
-    check_name(model)
-    spec = data.info(dataset)
-    channels, height, width = spec.shape
-    if model == "CNN":
-        return CNN(channels, height, spec.num_classes)
-    if model == "MLP":
-        return MLP(channels * height * width, spec.num_classes)
-    if model == "AlexNet":
-        if channels != 3 or height not in (32, 64):
-            raise MASCError(f"AlexNet takes 3x32x32 or 3x64x64 images, not {dataset}")
-        return AlexNet(spec.num_classes, tiny_imagenet=height == 64)
-    return ResNet18(spec.num_classes, channels)
+    return record(model).make(data.info(dataset))
 
 
 def batch_size(model, dataset):
     """The reference's training batch size for a (model, dataset) pair."""
-    return BATCH_SIZE_OVERRIDES.get((model, dataset), BATCH_SIZES[model])
+    found = record(model)
+    return found.batch_sizes.get(dataset, found.batch_size)
 
 
 def make_optimiser(model, params, graph_safe=False):
     """The reference optimiser of a model over ``params``; ``graph_safe`` makes it safe to capture
     in a CUDA graph (Adam's step count stays on the device; SGD needs nothing)."""
-    cls, settings = OPTIMISERS[model]
+    cls, settings = record(model).optimiser
     extra = {"capturable": True} if graph_safe and cls is torch.optim.Adam else {}
     return cls(params, **settings, foreach=True, **extra)

@@ -63,14 +63,10 @@ from sklearn.preprocessing import StandardScaler
 from . import data, plots, results, retrain, training
 from .readout import Settings
 from .errors import MASCError
-from .masc import MinimumAngleSubspaceClassifier, _as_labels, _sorted
+from .masc import THRESHOLD, MinimumAngleSubspaceClassifier, _as_labels, _numpy, _sorted
 from .rowfile import RowFile
 
 RANKED_BY = "label_quality"  # find_label_issues(return_indices_ranked_by=...): the one ranking
-
-
-def _numpy(a):
-    return a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a)
 
 
 def _features(features):
@@ -159,7 +155,7 @@ def _angles(X, y, classes, threshold, cv, seed, device):
     return angles
 
 
-def label_report(features, labels, *, threshold=0.99, cv=5, seed=0, classes=None, device=None):
+def label_report(features, labels, *, threshold=THRESHOLD, cv=5, seed=0, classes=None, device=None):
     """One row per sample, in input order: ``given_label``, ``suggested_label`` (the closest other
     class where the label is an issue, else the given one), ``label_quality`` (in [0, 1], higher
     = more likely right), ``is_label_issue`` (quality < 0.5), ``rank`` (1 = lowest quality, ties
@@ -348,7 +344,7 @@ def metrics_table(scores, ids=None, seconds=None):
                          for name, (flag, score) in DETECTORS.items() if flag in scores])
 
 
-def score_labels(X, given, num_classes, softmax=None, *, threshold=0.99, folds=5, seed=0,
+def score_labels(X, given, num_classes, softmax=None, *, threshold=THRESHOLD, folds=5, seed=0,
                  device=None):
     """``(columns, seconds)``: each detector's flag and suspicion (and MASC's, the k-NN vote's
     and the probe's suggested classes) for the labels ``given`` of the rows of features X, one
@@ -404,8 +400,8 @@ def _layer_and_softmax(reader, images, layer):
     return torch.cat(acts), torch.cat(probs).numpy()
 
 
-def detect(trained, *, readout=Settings(), threshold=0.99, folds=5, seed=0, features_from=None,
-           log=print):
+def detect(trained, *, readout=Settings(), threshold=THRESHOLD, folds=5, seed=0,
+           features_from=None, log=print):
     """Score every trained-on label of a memorised :class:`~MASC.runs.TrainedRun` with each
     detector of :data:`DETECTORS`. ``features_from``: another TrainedRun trained on the same rows
     (e.g. at p = 0.0) whose network gives the features and the softmax (default: the run's own).
@@ -454,8 +450,8 @@ def cleaned_labels(scores, variant):
     raise MASCError(f"unknown retraining variant {variant!r}; choose from {', '.join(VARIANTS)}")
 
 
-def retrain_variant(trained, scores, variant, *, device="cpu", max_epochs=30, patience=3,
-                    seed=None, shuffle=False, log=print):
+def retrain_variant(trained, scores, variant, *, device="cpu", max_epochs=retrain.MAX_EPOCHS,
+                    patience=retrain.PATIENCE, seed=None, shuffle=False, log=print):
     """Fine-tune the memorised model of a :class:`~MASC.runs.TrainedRun` on the labels a variant
     cleans (clean protocol: early stopping on the hold-out's corrupted labels, the best epoch
     kept); one summary row."""
@@ -495,7 +491,7 @@ def summarise(frame, by, values):
 def study_files(folder, kind):
     """The per-run CSVs of one kind (scores, metrics, layers, retrain) under a study folder
     (results/label_noise/{ds}_{model}), in (p, run) order."""
-    return sorted(folder.glob(f"*/Run_*_{kind}.csv"))
+    return [path for _, _, path in results.find_in(folder, "label_noise", part=kind)]
 
 
 def load_scores(folder):

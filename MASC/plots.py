@@ -35,10 +35,9 @@ def _read(paths, columns=()):
 
 def load_accuracy(out="."):
     """All probe and MASC test accuracies under ``out`` as one tidy frame (see the module doc)."""
-    root = results.tidy_root(out)
-    probe = _read(root.glob("probes/*/*/Run_*.csv"), RUN_KEYS + ["probe", "labels_from", "layer",
-                                                                 "test_acc"]).assign(source="probes")
-    masc = _read((p for n in (1, 2) for p in root.glob(f"masc/*/*/Run_*_exp{n}.csv")),
+    probe = _read((path for _, _, path in results.find(out, "probes")),
+                  RUN_KEYS + ["probe", "labels_from", "layer", "test_acc"]).assign(source="probes")
+    masc = _read((path for _, named, path in results.find(out, "masc") if named["exp"] in (1, 2)),
                  RUN_KEYS + ["subspaces_from", "layer", "test_acc", "model_test_acc"])
     if len(masc):
         masc = masc.rename(columns={"subspaces_from": "labels_from"}).assign(probe="MASC", source="masc")
@@ -56,16 +55,14 @@ def training_histories(out, dataset, model):
 
     Our tidy CSVs (results/training/...) first; the reference-format ones (models/.../
     Accuracy_results/{p}/Run_{r}.csv, in %) for runs that have no tidy CSV."""
-    tidy = _read(results.tidy_dir(out, "training", dataset, model).glob("*_Run_*.csv"),
+    tidy = _read((path for _, _, path in results.find(out, "training", dataset, model)),
                  ["corrupt", "run", "epoch", "test_acc"])
     frames = [tidy[["corrupt", "run", "epoch", "test_acc"]]] if len(tidy) else []
     have = set(zip(tidy.corrupt, tidy.run)) if len(tidy) else set()
-    base = results.accuracy_dir(out, dataset, model)
-    for path in sorted(base.glob("*/Run_*.csv")):
-        corrupt, run = float(path.parent.name), int(path.stem.split("_")[1])
-        if (corrupt, run) not in have:
+    for key, _, path in results.find(out, "accuracy", dataset, model):
+        if (key.corrupt, key.run) not in have:
             ref = results.read_csv(path, ["epoch", "Test_accuracy"])
-            frames.append(pd.DataFrame({"corrupt": corrupt, "run": run, "epoch": ref.epoch,
+            frames.append(pd.DataFrame({"corrupt": key.corrupt, "run": key.run, "epoch": ref.epoch,
                                         "test_acc": ref.Test_accuracy / 100}))
     return pd.concat(frames, ignore_index=True) if frames else \
         pd.DataFrame(columns=["corrupt", "run", "epoch", "test_acc"])
@@ -73,7 +70,7 @@ def training_histories(out, dataset, model):
 
 def layer_order(model, layers):
     """``layers`` in the model's input-to-output order (unknown names last, as given)."""
-    known = list(getattr(models, model).taps) if model in models.MODELS else []
+    known = list(models.REGISTRY[model].taps) if model in models.REGISTRY else []
     return [n for n in known if n in set(layers)] + [n for n in dict.fromkeys(layers) if n not in known]
 
 
@@ -85,7 +82,7 @@ def t_summary(frame, by, value="test_acc", level=0.95):
         sd = v.std(ddof=1) if n > 1 else math.nan
         half = stats.t.ppf((1 + level) / 2, n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
         return pd.Series({"n_runs": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half})
-    return frame.groupby(by, sort=False)[value].apply(one).unstack().reset_index()
+    return frame.groupby(by, sort=False, dropna=False)[value].apply(one).unstack().reset_index()
 
 
 def summary_table(acc, out="."):

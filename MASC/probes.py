@@ -30,7 +30,7 @@ from torch import nn
 from .devices import sync
 from .corruption import LABELLINGS
 from .errors import MASCError
-from .masc import MinimumAngleSubspaceClassifier, accuracy
+from .masc import THRESHOLD, MinimumAngleSubspaceClassifier, accuracy
 
 
 def eigh_flops(n):
@@ -283,7 +283,7 @@ PROBES = {"MASC": MASCProbe, "LogReg": LogisticRegressionProbe, "NCM": NearestCl
 TORCH_PROBES = ("MASC", "LogReg", "NCM")  # these run on the chosen device
 
 
-def make(name, device="cpu", threshold=0.99):
+def make(name, device="cpu", threshold=THRESHOLD):
     """A fresh probe by name (MASC takes ``threshold``)."""
     if name not in PROBES:
         raise MASCError(f"unknown probe {name!r}; choose from {', '.join(PROBES)}")
@@ -292,22 +292,22 @@ def make(name, device="cpu", threshold=0.99):
     return PROBES[name](device=device) if name in TORCH_PROBES else PROBES[name]()
 
 
-def evaluate(acts, probes, ids, labellings=LABELLINGS, log=print):
-    """Fit every probe on every layer with each labelling of the training rows; score on the test
-    rows. ``probes``: {name: zero-argument factory}; ``ids``: identifying columns of every row.
-    Returns a tidy DataFrame (one row per layer x labelling x probe)."""
+def evaluate(acts, probes, ids, labellings=LABELLINGS, log=print, settings=None):
+    """Fit every probe on every layer (``acts``: :class:`Activations` or :class:`LayerReadout`)
+    with each labelling of the training rows; score on the test rows. ``probes``: {name:
+    zero-argument factory}; ``ids``: identifying columns of every row, ``settings``: what made
+    it, its last columns. Returns a tidy DataFrame (one row per layer x labelling x probe)."""
     _warm_up(probes.values())
     rows = []
-    for layer in acts.train:
-        X, T = acts.train[layer], acts.test[layer]
+    for layer, X, T, model_test_acc in acts.layers():
         for labels_from in labellings:
             y = acts.corrupted if labels_from == "corrupted" else acts.true
             for name, factory in probes.items():
                 result = _fit_and_score(factory(), X, y, T, acts.test_labels)
                 row = {**ids, "probe": name, "labels_from": labels_from, "layer": layer,
                        "dim": X.shape[1], "n_train": len(X), "n_test": len(T),
-                       "test_acc": result.pop("test_acc"), "model_test_acc": acts.model_test_acc,
-                       **result}
+                       "test_acc": result.pop("test_acc"), "model_test_acc": model_test_acc,
+                       **result, **(settings or {})}
                 rows.append(row)
                 log(f"  {layer:>8} {labels_from:>9} {name:>6}: test {row['test_acc']:.4f} "
                     f"(fit {row['fit_seconds']:.2f} s, predict {row['predict_seconds']:.2f} s) "
@@ -344,8 +344,8 @@ def _fit_and_score(probe, X, y, T, t):
 
 @dataclass
 class Activations:
-    """One read-out pass: {layer: (n, D) CPU float32} for the training and test rows, the labels,
-    and the network's own accuracy on those test rows."""
+    """Activations in memory: {layer: (n, D)} of the training rows and the test rows, their
+    labels, and the network's own accuracy on those test rows."""
 
     train: dict
     test: dict
@@ -354,15 +354,36 @@ class Activations:
     test_labels: np.ndarray
     model_test_acc: float
 
+    def layers(self):
+        """``(layer, training rows, test rows, the network's test accuracy)`` per layer."""
+        for layer, X in self.train.items():
+            yield layer, X, self.test[layer], self.model_test_acc
+
+
+@dataclass
+class LayerReadout:
+    """A trained run's layers read out one at a time (:meth:`MASC.readout.Reader.layer_rows`,
+    the bounded path of every read-out): ``layers()`` as :class:`Activations`' (CPU float32
+    rows), with the labels of the trained-on rows and of the test rows."""
+
+    reader: object
+    train_images: torch.Tensor
+    test_images: torch.Tensor
+    corrupted: np.ndarray
+    true: np.ndarray
+    test_labels: np.ndarray
+
+    def layers(self):
+        for found in self.reader.layer_rows(self.train_images, [self.test_images]):
+            yield (found.layer, found.rows.float().cpu(), found.image_sets[0].float().cpu(),
+                   accuracy(found.network[0], self.test_labels))
+
 
 def layer_activations(trained, readout, log=print):
-    """Activations of a :class:`~MASC.runs.TrainedRun`'s layers on its training rows and its
-    test rows, read out with :class:`~MASC.readout.Settings` ``readout``."""
+    """The :class:`LayerReadout` of a :class:`~MASC.runs.TrainedRun`'s layers on its training
+    rows and its test rows, read out with :class:`~MASC.readout.Settings` ``readout``."""
     reader = readout.reader(trained.net, trained.dataset)
-    log(f"{trained.dataset} {trained.model} p={trained.p} run {trained.run}: reading the layers "
-        f"out ({reader.device})")
+    log(f"{trained.key}: reading the layers out ({reader.device})")
     trained_on, corrupted, true = trained.training()
-    train, _ = reader.collect(trained_on.images)
-    test, network = reader.collect(trained.test.images)
-    return Activations(train, test, corrupted, true, trained.test.labels.numpy(),
-                       accuracy(network, trained.test.labels))
+    return LayerReadout(reader, trained_on.images, trained.test.images, corrupted, true,
+                        trained.test.labels.numpy())

@@ -18,7 +18,7 @@ from . import data
 from .errors import MASCError
 from .layers import check_layers, tapped
 from .devices import pick_device, sync
-from .masc import iter_labellings
+from .masc import THRESHOLD, iter_labellings
 from .rowfile import RowFile
 
 BATCH = 1000
@@ -47,11 +47,12 @@ def per_sample_batchnorm(model):
 
 @dataclass(frozen=True)
 class Settings:
-    """How the scripts read a trained network out (their read-out flags), in one object."""
+    """How a trained network is read out (the scripts' read-out flags), in one object: each
+    field's default is the one default of that setting (the scripts' and :class:`Reader`'s)."""
 
     layers: tuple = None  # short names; None: every tapped layer
     device: str = "auto"
-    batch_size: int = BATCH
+    batch_size: int = field(default=BATCH, metadata={"constant": "BATCH"})  # images per pass
     per_sample_bn: bool = True  # ResNet BatchNorm on each image alone, as the paper read it out
     rows_on_disk: bool = False  # MASC's activations in temporary files ($TMPDIR), not in memory
 
@@ -60,6 +61,29 @@ class Settings:
         return Reader(net, dataset, layers=self.layers, device=self.device,
                       batch_size=self.batch_size, per_sample_bn=self.per_sample_bn,
                       rows_on_disk=self.rows_on_disk)
+
+
+@dataclass
+class LayerRows:
+    """One layer's activations (:meth:`Reader.layer_rows`): ``rows`` of the first image set and
+    ``image_sets`` of the others ((n, D) tensors on the reader's device, or RowFiles), and the
+    network's own predictions on the others (CPU)."""
+
+    layer: str
+    rows: object
+    image_sets: list
+    network: list
+
+    @property
+    def dim(self):
+        return self.rows.shape[1]
+
+    def free(self):
+        """Drop the activations (RowFiles are closed, their files removed)."""
+        for acts in (self.rows, *self.image_sets):
+            if isinstance(acts, RowFile):
+                acts.close()
+        self.rows, self.image_sets = None, []
 
 
 @dataclass
@@ -82,14 +106,17 @@ class Reader:
     it, then used to read MASC out of every layer and to collect activations.
 
     ``layers``: short names (None: every tapped layer); ``per_sample_bn``: ResNet BatchNorm with
-    each image's own statistics (the paper's read-out); the network runs in eval mode under
-    ``no_grad`` on ``device`` in batches of ``batch_size`` images. ``rows_on_disk``: MASC keeps a
-    layer's activations in temporary files (:class:`~MASC.rowfile.RowFile`) instead of memory
-    (same k and predictions; for layers whose rows do not fit)."""
+    each image's own statistics (the paper's read-out, the default; False: running statistics);
+    the network runs in eval mode under ``no_grad`` on ``device`` in batches of ``batch_size``
+    images. ``rows_on_disk``: MASC keeps a layer's activations in temporary files
+    (:class:`~MASC.rowfile.RowFile`) instead of memory (same k and predictions; for layers whose
+    rows do not fit)."""
 
-    def __init__(self, net, dataset, *, layers=None, device="cpu", batch_size=BATCH,
-                 per_sample_bn=False, rows_on_disk=False):
+    def __init__(self, net, dataset, *, layers=Settings.layers, device=Settings.device,
+                 batch_size=Settings.batch_size, per_sample_bn=Settings.per_sample_bn,
+                 rows_on_disk=Settings.rows_on_disk):
         self.dataset, self.batch_size, self.rows_on_disk = dataset, batch_size, rows_on_disk
+        self.scaling = data.input_scaling(net)
         self.device = pick_device(device)
         self.layers = check_layers(net, layers)
         self.net = (per_sample_batchnorm(net) if per_sample_bn else net).to(self.device).eval()
@@ -103,7 +130,7 @@ class Reader:
         with torch.no_grad(), tapped(self.net, layers) as found:
             for start in range(0, len(images), self.batch_size):
                 x = data.normalise(images[start:start + self.batch_size].to(self.device),
-                                   self.dataset)
+                                   self.dataset, self.scaling)
                 logits = self.net(x)
                 for layer, a in found.items():
                     if not torch.isfinite(a).all():
@@ -112,19 +139,32 @@ class Reader:
                                         f"or its checkpoint is damaged; train it again")
                 yield slice(start, start + len(x)), dict(found), logits
 
-    def masc_by_layer(self, split, labellings, image_sets=(), *, threshold=0.99, classes=None):
+    def layer_rows(self, images, image_sets=()):
+        """Yield a :class:`LayerRows` per layer, one layer at a time, in bounded memory: one
+        forward pass over ``images`` and the other ``image_sets`` (uint8 images) stores that
+        layer's activations once (on the device, or in RowFiles with ``rows_on_disk``); they are
+        freed when the consumer moves on (or calls ``free``). The one path of every read-out:
+        :meth:`masc_by_layer`, the probes, any other estimator."""
+        for layer in self.layers:
+            found = LayerRows(layer, *self._activations([images, *image_sets], layer))
+            try:
+                yield found
+            finally:
+                found.free()
+
+    def masc_by_layer(self, split, labellings, image_sets=(), *, threshold=THRESHOLD,
+                      classes=None):
         """Yield a :class:`LayerMASC` per layer, one layer at a time, in bounded memory.
 
-        For each layer, one forward pass over ``split`` and the ``image_sets`` (uint8 images)
-        stores that layer's activations once; each labelling of ``split`` (name -> labels) is
+        For each layer (:meth:`layer_rows`), each labelling of ``split`` (name -> labels) is
         fitted from the stored rows (:func:`~MASC.masc.iter_labellings`), predicts them and the
         image sets, and is freed before the next. Only predictions are kept, so memory holds one
         layer's rows (none with ``rows_on_disk``) and one labelling's subspaces. k and predictions
         are those of :meth:`MASC.masc.MinimumAngleSubspaceClassifier.fit` on the layer's
         activations."""
-        for layer in self.layers:
-            (rows, *images), network = self._activations([split.images, *image_sets], layer)
-            found = LayerMASC(layer, rows.shape[1], network=network,
+        for layer in self.layer_rows(split.images, image_sets):
+            rows, images = layer.rows, layer.image_sets
+            found = LayerMASC(layer.layer, layer.dim, network=layer.network,
                               predictions=[{} for _ in image_sets])
             tic = time.perf_counter()
             for name, est in iter_labellings(rows, labellings, threshold, classes, self.device):
@@ -139,16 +179,14 @@ class Reader:
                 found.predict_seconds[name] = time.perf_counter() - tic
                 del est
                 tic = time.perf_counter()
-            for acts in (rows, *images):
-                if isinstance(acts, RowFile):
-                    acts.close()
             del rows, images
+            layer.free()
             yield found
 
     def _activations(self, image_sets, layer):
-        """One layer's activations for each of ``image_sets`` (one forward pass over them, each
-        set in a single preallocated tensor on the device, or a RowFile) and the network's
-        predictions on every set but the first."""
+        """``(first set's activations, [the others'], [the network's predictions on the
+        others])`` of one layer (one forward pass over every set, each set in a single
+        preallocated tensor on the device, or a RowFile)."""
         stored, network = [], []
         for i, images in enumerate(image_sets):
             acts, logits = None, []
@@ -162,7 +200,7 @@ class Reader:
             stored.append(acts)
             if i:
                 network.append(torch.cat(logits))
-        return stored, network
+        return stored[0], stored[1:], network
 
     def collect(self, images):
         """All activations of the layers for ``images`` as CPU float32 tensors, plus the

@@ -32,13 +32,15 @@ from . import data, results, training
 from .corruption import LABELLINGS
 from .devices import pick_device
 from .errors import MASCError
-from .masc import accuracy
+from .masc import THRESHOLD, accuracy
 from .readout import Settings
 
 PROTOCOLS = ("reference", "clean")
 SHORT = results.SHORT
 REFERENCE_SPLIT_SEED = 2345
 REFERENCE_TEST20 = 0.2
+MAX_EPOCHS = 30  # fine-tuning epoch cap (the reference's)
+PATIENCE = 3  # epochs without a strict improvement of the validation accuracy before stopping
 
 
 def split_indices(n, held_out, seed):
@@ -112,8 +114,8 @@ class EarlyStopping:
         return self.waited >= self.patience
 
 
-def fine_tune(net, train, val, test, run, *, device="cpu", max_epochs=30, patience=3,
-              shuffle=False, restore_best=False, log=print):
+def fine_tune(net, train, val, test, run, *, device="cpu", max_epochs=MAX_EPOCHS,
+              patience=PATIENCE, shuffle=False, restore_best=False, log=print):
     """Fine-tune ``net`` on ``train`` (its labels: the relabels) with the training engine
     (``run``: its seed fixes the data order).
 
@@ -123,7 +125,8 @@ def fine_tune(net, train, val, test, run, *, device="cpu", max_epochs=30, patien
     ``restore_best``, else the last epoch's (CPU state_dict)."""
     device = pick_device(device)
     trainer = training.Trainer([run], [net.to(device)], train.labels[None].to(device),
-                               train.to(device), graphs=device.type == "cuda")
+                               train.to(device), graphs=device.type == "cuda",
+                               scaling=data.input_scaling(net))
     val, test = val.to(device), test.to(device)
     stopper, history, best = EarlyStopping(patience), [], None
     for epoch in range(1, max_epochs + 1):
@@ -140,7 +143,7 @@ def fine_tune(net, train, val, test, run, *, device="cpu", max_epochs=30, patien
     return history, stopper, best if restore_best else trainer.stack.state_dict(0)
 
 
-def masc_layers(reader, fit_split, given, splits, *, threshold=0.99):
+def masc_layers(reader, fit_split, given, splits, *, threshold=THRESHOLD):
     """MASC per (labelling, layer) of a :class:`~MASC.readout.Reader`, fitted on ``fit_split``
     with the labellings ``given``, one layer at a time (:meth:`~MASC.readout.Reader.masc_by_layer`).
 
@@ -167,34 +170,35 @@ def masc_layers(reader, fit_split, given, splits, *, threshold=0.99):
                              accuracy(net_test, splits.test.labels))
 
 
-def retrain(trained, *, protocol="reference", subspaces=LABELLINGS, threshold=0.99, max_epochs=30,
-            patience=3, seed=None, shuffle=False, readout=Settings(), log=print):
+def retrain(trained, *, protocol="reference", subspaces=LABELLINGS, threshold=THRESHOLD,
+            max_epochs=MAX_EPOCHS, patience=PATIENCE, seed=None, shuffle=False,
+            readout=Settings(), log=print):
     """Relabel with MASC and fine-tune the memorised model of a :class:`~MASC.runs.TrainedRun`,
     once per subspace labelling (``subspaces``: among "corrupted" and "original").
 
     ``seed`` (default: the run index) fixes the fine-tuning's data order.
     Writes the tidy CSVs (and, for the reference protocol, the reference's files); returns the
     summary DataFrame (one row per labelling)."""
-    out, dataset, model, p, run = trained.out, trained.dataset, trained.model, trained.p, trained.run
-    seed = run if seed is None else seed
+    key, dataset = trained.key, trained.dataset
+    seed = key.run if seed is None else seed
     if not subspaces or any(s not in LABELLINGS for s in subspaces):
         raise MASCError(f"subspaces must be among {', '.join(LABELLINGS)}, got {list(subspaces)}")
     if max_epochs < 1 or patience < 1:
         raise MASCError(f"max epochs and patience must be at least 1, got {max_epochs} and {patience}")
-    memorised_epoch = results.checkpoint_epoch(results.final_checkpoint(
-        results.run_dir(out, dataset, model, p, run)))
     labels = trained.labels
     splits = protocol_splits(protocol, trained.train, labels, trained.test)
     fit_split, corrupted, true = trained.training()
     reader = readout.reader(trained.net, dataset)
-    log(f"{dataset} {model} p={p} run {run}, {protocol} protocol: MASC on {len(fit_split)} training "
+    log(f"{key}, {protocol} protocol: MASC on {len(fit_split)} training "
         f"samples, {len(splits.val)} validation, {len(splits.test)} test ({reader.device})")
     given = {"corrupted": corrupted, "original": true}
     table, relabels, (model_val_acc, model_test_acc) = masc_layers(
         reader, fit_split, {s: given[s] for s in subspaces}, splits, threshold=threshold)
     chosen = table[table.chosen]
-    ids = {"dataset": dataset, "model": model, "corrupt": p, "run": run, "protocol": protocol,
-           "seed": seed}
+    ids = {**key.ids(), "protocol": protocol, "seed": trained.seed, "finetune_seed": seed}
+    settings = {"threshold": threshold, "n_test": len(splits.test),
+                "per_sample_bn": readout.per_sample_bn, "max_epochs": max_epochs,
+                "patience": patience, "shuffle": shuffle, **trained.provenance}
     summaries, epochs, histories = [], [], {}
     for c in chosen.itertuples():
         s, new_labels = c.subspaces_from, relabels[c.subspaces_from, c.layer]
@@ -203,17 +207,17 @@ def retrain(trained, *, protocol="reference", subspaces=LABELLINGS, threshold=0.
             f"{stats['n_relabelled']} of {len(fit_split)} labels changed; fine-tuning")
         history, stopper, weights = fine_tune(
             trained.net, data.Split(fit_split.images, new_labels), splits.val, splits.test,
-            training.Run(dataset, model, p, run, seed), device=reader.device,
+            training.Run(dataset, key.model, key.corrupt, key.run, seed), device=reader.device,
             max_epochs=max_epochs, patience=patience, shuffle=shuffle,
             restore_best=protocol == "clean", log=log)
         kept_epoch = stopper.best_epoch if protocol == "clean" else len(history)
-        results.save_checkpoint(weights, results.retrain_dir(out, dataset, model, p, run, s, protocol),
-                                kept_epoch)
+        results.save_checkpoint(weights, key.retrain_dir(s, protocol), kept_epoch)
         frame = pd.DataFrame(history, columns=["epoch", "train", "val", "test"])
         histories[s] = frame
         epochs.append(pd.DataFrame({**ids, "subspaces_from": s, "layer": c.layer,
                                     "epoch": frame.epoch, "train_acc_vs_relabels": frame.train / 100,
-                                    "val_acc": frame.val / 100, "test_acc": frame.test / 100}))
+                                    "val_acc": frame.val / 100, "test_acc": frame.test / 100,
+                                    "n_train": len(fit_split), **settings}))
         summaries.append({**ids, "subspaces_from": s, "layer": c.layer,
                           "masc_val_acc": c.masc_val_acc, "masc_test_acc": c.masc_test_acc,
                           "model_val_acc": model_val_acc, "model_test_acc": model_test_acc,
@@ -221,42 +225,40 @@ def retrain(trained, *, protocol="reference", subspaces=LABELLINGS, threshold=0.
                           "kept_epoch": kept_epoch,
                           "test_acc_best_epoch": frame.test[stopper.best_epoch - 1] / 100,
                           "test_acc_final": frame.test[kept_epoch - 1] / 100,
-                          "test_acc_max": frame.test.max() / 100, **stats})
+                          "test_acc_max": frame.test.max() / 100, **stats, **settings})
     summary = pd.DataFrame(summaries)
-    tidy = results.tidy_dir(out, "retrain", dataset, model) / results.p_str(p)
-    results.write_csv(pd.concat(epochs, ignore_index=True), tidy / f"Run_{run}_{protocol}_epochs.csv")
-    results.write_csv(summary, tidy / f"Run_{run}_{protocol}_summary.csv")
-    results.write_csv(pd.concat([pd.DataFrame([ids] * len(table)), table], axis=1),
-                      tidy / f"Run_{run}_{protocol}_layers.csv")
+    results.write_csv(pd.concat(epochs, ignore_index=True), key.retrain_csv(protocol, "epochs"))
+    results.write_csv(summary, key.retrain_csv(protocol, "summary"))
+    results.write_csv(pd.concat([pd.DataFrame([ids] * len(table)), table,
+                                 pd.DataFrame([{"n_train": len(fit_split), **settings}]
+                                              * len(table))],
+                                axis=1), key.retrain_csv(protocol, "layers"))
     if protocol == "reference":
-        _write_reference(trained, memorised_epoch, table, histories, model_test_acc, summary)
+        _write_reference(trained, table, histories, model_test_acc, summary)
     return summary
 
 
-def _write_reference(trained, memorised_epoch, layer_table, histories, model_test80, summary):
+def _write_reference(trained, layer_table, histories, model_test80, summary):
     """The reference protocol's files in the reference layout (docs/protocol.md, 'Retraining
-    with MASC relabels' and 'Output file layout')."""
-    p, run = trained.p, trained.run
-    base = results.retrain_reference_dir(trained.out, trained.dataset, trained.model, p)
+    with MASC relabels' and 'Output file layout'), in the folder of the memorised checkpoint's
+    (0-based) epoch."""
+    key, memorised_epoch = trained.key, trained.provenance["checkpoint_epoch"] - 1
     for row in layer_table.itertuples():
-        folder = (base / {"corrupted": "angle_results", "original": "angle_results_exp3"}[row.subspaces_from]
-                  / f"Run_{run}" / str(memorised_epoch))
-        name = f"layer_{row.layer}_acc_overall_test"
-        results.write_single_value(row.masc_test_acc, folder / f"{name}_80.csv")
-        results.write_single_value(row.masc_val_acc, folder / f"{name}.csv")
+        files = key.reference_retrain_files(row.subspaces_from, memorised_epoch, row.layer)
+        results.write_single_value(row.masc_test_acc, files["layer_test80"])
+        results.write_single_value(row.masc_val_acc, files["layer_test20"])
     for s, frame in histories.items():
         results.write_csv(pd.DataFrame({"epoch": frame.epoch, "Train_accuracy": frame.train,
                                         "Test_accuracy_80": frame.test,
                                         "Test_accuracy_20": frame.val}),
-                          base / f"Retrain_Acc_{SHORT[s]}" / f"Run_{run}.csv", index=True)
-    results.write_single_value(100 * model_test80, base / "Retrain_Acc_org" / f"Run_{run}_test80.csv",
-                               column="Test_accuracy_80")
-    if p != 0:
+                          key.reference_retrain_files(s)["history"], index=True)
+    files = key.reference_retrain_files("original")
+    results.write_single_value(100 * model_test80, files["test80"], column="Test_accuracy_80")
+    if key.corrupt != 0:
         change = {}
         for row in summary.itertuples():
             short = SHORT[row.subspaces_from]
             change.update({f"per_wlrc_{short}": 100 * row.wrong_relabelled_correctly,
                            f"per_clwr_{short}": 100 * row.correct_relabelled_wrongly,
                            f"per_incorrect_{short}": row.net_change})
-        results.write_csv(pd.DataFrame([change]),
-                          base / "percentages_data_change" / f"Run_{run}_percent.csv", index=True)
+        results.write_csv(pd.DataFrame([change]), files["change"], index=True)

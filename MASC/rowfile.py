@@ -7,6 +7,7 @@ mapped, so what was read is the only part resident in the process; the rest live
 operating system's page cache, which it can drop. MASC fits and predicts from it one class block or
 one batch at a time (``MinimumAngleSubspaceClassifier.fit``/``predict``, ``iter_labellings``).
 """
+import os
 import shutil
 import tempfile
 
@@ -16,6 +17,22 @@ import torch
 from .errors import MASCError
 
 ITEM = 4  # bytes per float32
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def temporary_folder():
+    """Where temporary files go: ``$TMPDIR`` (or TEMP, TMP), else the system's. A folder named
+    there that cannot be written is an error, not silently replaced by another."""
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        named = os.environ.get(name)
+        if named:
+            chosen = tempfile.gettempdir()
+            if os.path.realpath(chosen) != os.path.realpath(named):
+                raise MASCError(f"{name}={named} is not a writable folder (temporary files would "
+                                f"silently go to {chosen}); make it writable, point {name} to "
+                                f"one, or unset it")
+            return chosen
+    return tempfile.gettempdir()
 
 
 class RowFile:
@@ -28,15 +45,22 @@ class RowFile:
             raise MASCError(f"a RowFile needs n >= 0 rows of dim >= 1 values, got {n} x {dim}")
         self.shape = (int(n), int(dim))
         self.device = torch.device("cpu")
-        folder = folder or tempfile.gettempdir()
-        need, free = n * dim * ITEM, shutil.disk_usage(folder).free
+        folder = folder or temporary_folder()
+        need = n * dim * ITEM
+        try:
+            free = shutil.disk_usage(folder).free
+            if need <= free:
+                self._file = tempfile.TemporaryFile(dir=folder, buffering=0)
+        except OSError as e:
+            raise MASCError(f"cannot make a temporary file in {folder} ({e.strerror or e}): give "
+                            f"a folder that exists and can be written (or set TMPDIR to "
+                            f"one)") from None
         if need > free:
             raise MASCError(f"{n} x {dim} float32 rows need {need / 2**30:.2f} GiB in {folder}, "
                             f"which has {free / 2**30:.2f} GiB free: free space there or set "
                             f"TMPDIR to a folder on a bigger disk")
-        self._file = tempfile.TemporaryFile(dir=folder, buffering=0)
         self._file.truncate(need)
-        self._written = 0
+        self._written = np.zeros(n, dtype=bool)  # which rows were written
 
     def __len__(self):
         return self.shape[0]
@@ -64,6 +88,10 @@ class RowFile:
         if not torch.isfinite(rows).all():
             raise MASCError(f"rows {start}-{stop - 1} contain NaN or infinite values; MASC needs "
                             f"finite features")
+        if len(rows) and rows.abs().max() > FLOAT32_MAX:
+            raise MASCError(f"rows {start}-{stop - 1} hold values beyond float32's range "
+                            f"(+-{FLOAT32_MAX:.2e}), which a RowFile (float32) cannot store; "
+                            f"rescale them (scaling every row by one factor changes no angle)")
         array = np.ascontiguousarray(rows.to("cpu", torch.float32).numpy())
         self._file.seek(start * self.shape[1] * ITEM)
         view = memoryview(array).cast("B")
@@ -73,7 +101,7 @@ class RowFile:
         except OSError as e:
             raise MASCError(f"cannot write rows to the RowFile's temporary file ({e.strerror}): "
                             f"free space in its folder or set TMPDIR to a bigger disk") from e
-        self._written = max(self._written, stop)
+        self._written[start:stop] = True
 
     def _read_into(self, out, start):
         """Fill the float32 array ``out`` (consecutive rows) from row ``start``."""
@@ -117,10 +145,12 @@ class RowFile:
         return _Rows(self, self._numbers(index))
 
     def check_complete(self):
-        """Refuse a file whose last rows were never written (they would read as zeros)."""
-        if self._written < len(self):
-            raise MASCError(f"only {self._written} of the RowFile's {len(self)} rows were "
-                            f"written; write every row before fitting or predicting")
+        """Refuse a file with rows never written (they would read as zeros)."""
+        missing = np.flatnonzero(~self._written)
+        if len(missing):
+            raise MASCError(f"{len(missing)} of the RowFile's {len(self)} rows were never written "
+                            f"(the first: row {missing[0]}); write every row before fitting or "
+                            f"predicting")
 
 
 class _Rows(RowFile):

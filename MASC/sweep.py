@@ -13,29 +13,11 @@ local runs the same jobs as processes here (submitit's local executor); the defa
 them in this process. The sweep's jobs and logs are recorded in OUT/sweeps/NAME/sweep.json.
 """
 # Defaults: edit them here or override them on the command line.
-CLUSTER = "here"          # here (this process), local (submitit's local processes) or slurm
-PARTITION = None          # Slurm partition (None: the cluster's default)
-ACCOUNT = None            # Slurm account (--account)
-QOS = None                # Slurm quality of service (--qos)
-GPUS_PER_JOB = 1          # GPUs of each job (0: none)
-CPUS_PER_JOB = 4          # CPU cores of each job
-MEM_GB = None             # memory of each job in GB (None: the cluster's default)
-TIME = 240                # minutes per job; a job stopped at its limit is requeued and resumes
-ARRAY_PARALLELISM = 64    # array tasks running at once
-MAX_REQUEUES = 50         # time-limit requeues of a job before it fails (submitit's default: 3)
-EPOCHS = 500              # training: epoch cap
-SEED = 0                  # run r uses seed SEED + r
-LABEL_SEED = 42           # corruption seed
-SAVE_EVERY = 10           # epochs between progress saves (a stop signal saves at once too)
-SUBSET = None             # first N training samples only
-TEST_SUBSET = None        # first N test images in the per-epoch evaluation only
-SHUFFLE = False
 EXPS = None               # MASC experiments; None: 1 and 2, and 3 when the sweep trains p = 0.0
-LAYERS = None             # MASC: None for every probed layer
-ROWS_ON_DISK = False      # MASC: each layer's activations in temporary files, not RAM (big layers)
-DEVICE = "auto"
-DATA = None               # $MASC_DATA or ./data
-OUT = "."
+# The others are the settings groups' (--help lists them): the cluster's (Cluster below), the
+# training schedule (MASC/training.py, Schedule), the read-out (MASC/readout.py, Settings),
+# MASC's THRESHOLD and DEVICE, DATA, OUT: every setting of pytorch_training.py and
+# pytorch_MASC_all.py, passed whole to the jobs.
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
@@ -43,14 +25,14 @@ import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 import submitit  # noqa: E402
 from submitit.core.utils import JobPaths  # noqa: E402
 
-from . import cli, data, experiments, results, runs, training  # noqa: E402
-from .readout import Settings  # noqa: E402
+from . import cli, data, experiments, readout, results, runs, training  # noqa: E402
 from .errors import MASCError  # noqa: E402
 
 _ROOT = Path(__file__).resolve().parents[1]  # the repository, for the jobs' PYTHONPATH
@@ -58,22 +40,44 @@ _FAILED = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT
           "DEADLINE", "INTERRUPTED", "LOST")  # Slurm's end states other than COMPLETED
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """Where and with what a sweep's jobs run (the sweep's cluster settings group)."""
+
+    cluster: str = "here"  # here (this process), local (submitit's local processes) or slurm
+    partition: str = None  # Slurm partition (None: the cluster's default)
+    account: str = None
+    qos: str = None  # Slurm quality of service
+    gpus_per_job: int = 1  # GPUs of each job (0: none)
+    cpus_per_job: int = 4
+    mem_gb: int = None  # memory of each job in GB (None: the cluster's default)
+    time: int = 240  # minutes per job; a job stopped at its limit is requeued and resumes
+    array_parallelism: int = 64  # array tasks running at once
+    max_requeues: int = 50  # time-limit requeues of a job before it fails (submitit's: 3)
+
+
+_CLUSTER = cli.defaults(Cluster)  # the cluster settings group
+
+
 class Train(submitit.helpers.Checkpointable):
     """One training task: its runs, stacked; requeued, it resumes from their progress.pt."""
 
     def __call__(self, runs, out, root, device, schedule):
         done = training.train([training.Run(**run) for run in runs], out=out, root=root,
-                              device=device, progress=False, log=print, **schedule)
+                              device=device, progress=False, log=print,
+                              schedule=training.Schedule(**schedule))
         return {f"p={run.corrupt} run {run.run}": str(path) for run, path in done.items()}
 
 
 class Masc(submitit.helpers.Checkpointable):
-    """One MASC task: the experiments ``exps`` of one trained run (rerun: done again)."""
+    """One MASC task: the experiments ``exps`` of one trained run (``run``: its RunKey's
+    fields) on every row it trained on and the whole test set, read out with the sweep's
+    ``readout`` settings and ``threshold`` (rerun: done again)."""
 
-    def __call__(self, dataset, model, p, run, exps, out, root, device, layers, rows_on_disk):
-        trained = runs.load_run(out, dataset, model, p, run, root=root)
-        readout = Settings(layers=layers, device=device, rows_on_disk=rows_on_disk)
-        table = experiments.masc_experiments(trained, exps, readout=readout)
+    def __call__(self, run, exps, root, readout_settings, threshold):
+        trained = runs.load_run(results.RunKey(**run), root=root)
+        table = experiments.masc_experiments(trained, exps, threshold=threshold,
+                                             readout=readout.Settings(**readout_settings))
         return len(table)
 
 
@@ -82,24 +86,23 @@ def plan(args):
     corrs = cli.expand(args.corr, cli.CORRUPTIONS, cli.corruption)
     run_ids = cli.expand(args.run, cli.RUNS, int)
     out, root = str(Path(args.out).resolve()), str(data.data_root(args.data).resolve())
-    runs = [dict(dataset=args.dataset, model=args.model, corrupt=c, run=r, seed=args.seed + r,
-                 label_seed=args.label_seed) for c in corrs for r in run_ids]
-    schedule = dict(epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
-                    shuffle=args.shuffle, save_every=args.save_every)
-    common = dict(out=out, root=root, device=args.device)
+    schedule = cli.build(training.Schedule, args)
+    runs = [asdict(schedule.run(args.dataset, args.model, c, r)) for c in corrs for r in run_ids]
     groups = [[run] for run in runs] if args.per_run else [runs]
-    stages = [("train", Train(), [dict(runs=g, schedule=schedule, **common) for g in groups])]
+    stages = [("train", Train(), [dict(runs=g, out=out, root=root, device=args.device,
+                                       schedule=asdict(schedule)) for g in groups])]
     exps = args.exps if args.exps is not None else [1, 2] + ([3] if 0.0 in corrs else [])
     if 3 in exps and 0.0 not in corrs and not all(
-            results.final_checkpoint(results.run_dir(out, args.dataset, args.model, 0.0, r))
+            results.RunKey(out, args.dataset, args.model, 0.0, r).final_checkpoint()
             for r in run_ids):
         raise MASCError("exp3 reads out the models trained at p = 0.0: add 0.0 to -corr (or "
                         "train them first), or leave 3 out of --exps")
     if exps:
-        stages.append(("masc", Masc(), [dict(dataset=args.dataset, model=args.model, p=c, run=r,
-                                              exps=exps, layers=args.layers,
-                                              rows_on_disk=args.rows_on_disk, **common)
-                                         for c in corrs for r in run_ids]))
+        settings = dict(root=root, readout_settings=asdict(cli.readout_settings(args)),
+                        threshold=args.threshold)
+        stages.append(("masc", Masc(), [
+            dict(run={"out": out, **results.RunKey(out, args.dataset, args.model, c, r).ids()},
+                 exps=exps, **settings) for c in corrs for r in run_ids]))
     return stages
 
 
@@ -127,23 +130,32 @@ def executor(args, folder, name):
 
 
 def submit(args, argv):
-    """Submit (or, with --cluster here, run) every stage; returns the sweep's record."""
+    """Submit (or, with --cluster here, run) every stage; returns the sweep's record. A sweep
+    name already recorded under OUT is refused (its record holds that sweep's jobs and logs)."""
     stages = plan(args)
     name = args.name or f"{args.dataset}_{args.model}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    folder = results.sweep_dir(args.out, name)
+    path = results.sweep_record(args.out, name)
+    if path.exists():
+        raise MASCError(f"a sweep named {name} is recorded at {path} (its jobs and logs); choose "
+                        f"another --name, or move that folder away")
+    settings = {"schedule": asdict(cli.build(training.Schedule, args)),
+                "readout": asdict(cli.readout_settings(args)), "threshold": args.threshold,
+                "cluster": asdict(cli.build(Cluster, args))}
     record = {"name": name, "cluster": args.cluster, "out": str(Path(args.out).resolve()),
-              "epochs": args.epochs, "command": "python -m MASC.sweep " + " ".join(argv),
+              "command": "python -m MASC.sweep " + " ".join(argv), "settings": settings,
               "submitted": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}", "stages": []}
-    ex = executor(args, folder, name) if args.cluster != "here" else None
+    ex = executor(args, path.parent, name) if args.cluster != "here" else None
     previous, previous_stage = None, None
     for stage, function, tasks in stages:
         entry = {"stage": stage, "tasks": [{k: v for k, v in t.items() if k in _TASK_KEYS}
                                            for t in tasks]}
         record["stages"].append(entry)
         if ex is None:
-            _write(folder, record)
-            for task in tasks:
+            _write(path, record)
+            for task, recorded in zip(tasks, entry["tasks"]):
                 function(**task)
+                recorded["done"] = True
+                _write(path, record)
             continue
         if previous is not None and args.cluster == "slurm":
             ex.update_parameters(slurm_dependency=f"afterok:{previous[0].job_id.split('_')[0]}")
@@ -154,7 +166,7 @@ def submit(args, argv):
         for task, job in zip(entry["tasks"], jobs):
             task.update(job_id=job.job_id, folder=str(job.paths.folder),
                         stdout=str(job.paths.stdout), stderr=str(job.paths.stderr))
-        _write(folder, record)
+        _write(path, record)
         print(f"{stage}: {len(jobs)} job(s) {', '.join(j.job_id for j in jobs)}")
         previous, previous_stage = jobs, stage
     if args.cluster == "local":
@@ -163,7 +175,7 @@ def submit(args, argv):
     return record
 
 
-_TASK_KEYS = ("runs", "dataset", "model", "p", "run", "exps")
+_TASK_KEYS = ("runs", "run", "exps")  # what a task's record says it does
 
 
 def _wait(jobs, stage):
@@ -175,15 +187,15 @@ def _wait(jobs, stage):
             raise MASCError(f"{stage} job {job.job_id} failed; its log: {job.paths.stderr}") from None
 
 
-def _write(folder, record):
-    with results.atomic(folder / "sweep.json") as tmp:
+def _write(path, record):
+    with results.atomic(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1))
 
 
 def load(out, name=None):
     """The records of the sweeps under OUT/sweeps (only ``name`` if given)."""
-    paths = [results.sweep_dir(out, name) / "sweep.json"] if name else sorted(
-        results.sweep_dir(out).glob("*/sweep.json"))
+    paths = [results.sweep_record(out, name)] if name else sorted(
+        results.sweep_dir(out).glob(f"*/{results.sweep_record(out, 'x').name}"))
     if not paths or not paths[0].exists():
         where = paths[0] if paths else results.sweep_dir(out)
         raise MASCError(f"no sweep recorded at {where}; check --out (and --name), or submit one "
@@ -191,16 +203,22 @@ def load(out, name=None):
     records = []
     for path in paths:
         try:
-            records.append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise MASCError(f"{path} is unreadable ({type(e).__name__}); it was not written by "
                             f"this tool, or it was damaged: move it away") from None
+        if not (isinstance(record, dict) and {"name", "cluster", "out", "stages"} <= set(record)
+                and isinstance(record["stages"], list)):
+            raise MASCError(f"{path} is not a sweep record of this tool (JSON of another shape); "
+                            f"move it away")
+        records.append((path, record))
     return records
 
 
 def job_state(cluster, task):
     """A task's job state: Slurm's (through submitit and sacct), or for local processes one read
-    from submitit's result file and the process table."""
+    from submitit's result file and the process table ("-": a task run in the submitting
+    process)."""
     if "job_id" not in task:
         return "-"
     if cluster == "slurm":
@@ -217,7 +235,7 @@ def job_state(cluster, task):
 
 
 def _run_state(job, finished):
-    """finished, running, pending or failed, from the files and the job's state ("-": run in
+    """finished, running, pending or failed, from the outputs and the job's state ("-": run in
     the submitting process, which is gone unless the run finished)."""
     if finished:
         return "finished"
@@ -228,39 +246,54 @@ def _run_state(job, finished):
     return "pending"
 
 
-def status(record):
-    """One row per (stage, task, run) of a sweep: job, job state, run state, epoch, log."""
+def status(record, path="the sweep record"):
+    """One row per (stage, task, run) of a sweep: job, job state, run state, epoch, log. A MASC
+    task is finished when this sweep's job completed (or its task, run here, returned) and its
+    CSVs are there: a CSV of an earlier sweep does not count."""
+    try:
+        return _status(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise MASCError(f"{path} is not a sweep record of this tool ({type(e).__name__}: "
+                        f"{e}); move it away") from None
+
+
+def _status(record):
     rows, out = [], record["out"]
+    epochs = record["settings"]["schedule"]["epochs"] if "settings" in record else record["epochs"]
     for entry in record["stages"]:
         for task in entry["tasks"]:
             job = job_state(record["cluster"], task)
             base = {"stage": entry["stage"], "job": task.get("job_id", "-"), "job_state": job}
             if entry["stage"] == "train":
                 for run in task["runs"]:
-                    folder = results.run_dir(out, run["dataset"], run["model"], run["corrupt"],
-                                             run["run"])
-                    state = results.load_progress(folder)
+                    key = results.RunKey(out, run["dataset"], run["model"], run["corrupt"],
+                                         run["run"])
+                    state = key.load_progress()
                     epoch = state["epoch"] if state else 0
-                    finished = bool(state) and (state["reached_target"]
-                                                or epoch >= record["epochs"])
-                    held = results.lock_holder(folder)
-                    rows.append({**base, "dataset": run["dataset"], "model": run["model"],
-                                 "p": run["corrupt"], "run": run["run"], "epoch": epoch,
+                    finished = bool(state) and (state["reached_target"] or epoch >= epochs)
+                    held = results.lock_holder(key.folder)
+                    rows.append({**base, "dataset": key.dataset, "model": key.model,
+                                 "p": key.corrupt, "run": key.run, "epoch": epoch,
                                  "state": "running" if held and not finished else
                                  _run_state(job, finished),
                                  "log": task.get("stderr", "-")})
             else:
-                finished = all(results.masc_csv(out, task["dataset"], task["model"], task["p"],
-                                                task["run"], exp).exists() for exp in task["exps"])
-                rows.append({**base, "dataset": task["dataset"], "model": task["model"],
-                             "p": task["p"], "run": task["run"], "epoch": "-",
+                run = task["run"] if isinstance(task["run"], dict) else {  # older records
+                    "dataset": task["dataset"], "model": task["model"], "corrupt": task["p"],
+                    "run": task["run"]}
+                key = results.RunKey(out, run["dataset"], run["model"], run["corrupt"], run["run"])
+                done = job == "COMPLETED" or (job == "-" and task.get("done", False))
+                finished = done and all(key.masc_csv(exp).exists() for exp in task["exps"])
+                rows.append({**base, "dataset": key.dataset, "model": key.model,
+                             "p": key.corrupt, "run": key.run, "epoch": "-",
                              "state": _run_state(job, finished),
                              "log": task.get("stderr", "-")})
     return pd.DataFrame(rows)
 
 
 def _submit_parser():
-    p = cli.parser("Submit a sweep: training, then MASC on every run.", globals(), many=True)
+    p = cli.parser("Submit a sweep: training, then MASC on every run.", globals(),
+                   (_CLUSTER, cli.TRAINING, cli.READOUT, cli.MASC, cli.COMMON), many=True)
     p.prog = "python -m MASC.sweep submit"
     p.add_argument("--name", help="the sweep's name (default: DATASET_MODEL_TIME)")
     p.add_argument("--per-run", action="store_true", help="one training task per run, not "
@@ -287,16 +320,18 @@ def main(argv=None):
     if argv[0] == "submit":
         return submit(_submit_parser().parse_args(argv[1:]), argv)
     p = argparse.ArgumentParser(prog="python -m MASC.sweep status",
-                                    description="Jobs and runs of the sweeps under OUT/sweeps.")
-    p.add_argument("--out", default=OUT, help="results root the sweep was submitted with")
+                                description="Jobs and runs of the sweeps under OUT/sweeps.")
+    p.add_argument("--out", default=cli.COMMON["OUT"], help="results root the sweep was "
+                   "submitted with")
     p.add_argument("--name", help="one sweep (default: every sweep under OUT/sweeps)")
     p.add_argument("--csv", help="also write the table to this CSV")
     args = p.parse_args(argv[1:])
     tables = []
-    for record in load(args.out, args.name):
-        table = status(record)
-        counts = table.state.value_counts().to_dict()
-        print(f"sweep {record['name']} ({record['cluster']}, submitted {record['submitted']}): "
+    for path, record in load(args.out, args.name):
+        table = status(record, path)
+        counts = table.state.value_counts().to_dict() if len(table) else {}
+        print(f"sweep {record['name']} ({record['cluster']}, submitted "
+              f"{record.get('submitted', '?')}): "
               + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         print(table.to_string(index=False))
         tables.append(table.assign(sweep=record["name"]))

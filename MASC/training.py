@@ -13,13 +13,14 @@ models as one.
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import groupby
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from . import data, models, results, stopping
@@ -42,6 +43,10 @@ class Run:
     seed: int
     label_seed: int = REFERENCE_SEED
 
+    def key(self, out):
+        """The run's :class:`~MASC.results.RunKey` under the results root ``out``."""
+        return results.RunKey(out, self.dataset, self.model, self.corrupt, self.run)
+
 
 def epoch_order(seed, epoch, n, shuffle=True):
     """The sample order of one epoch: a permutation fixed by (seed, epoch), made on the CPU so that
@@ -52,17 +57,35 @@ def epoch_order(seed, epoch, n, shuffle=True):
 
 
 POST_EPOCH_TARGET = 99.99  # % of the training set, scored after the epoch (the reference's MLPs)
+STOP_RULES = ("post-epoch", "running")
+INITS = ("pytorch", "glorot")
 
 
-def stop_rule(model, dataset):
+def stop_rule(model, dataset, stop_on=None):
     """``(rule, target %)``: how a run's train accuracy is measured and where it stops.
 
-    MLPs: "post-epoch", a full evaluation of the training set after each epoch against the
-    corrupted labels, >= 99.99% (the reference's MLP results came from such a script). Every other
-    model: "running", the accuracy of the epoch's own training steps, >= the dataset's target."""
-    if model == "MLP":
-        return "post-epoch", POST_EPOCH_TARGET
-    return "running", data.info(dataset).stop_accuracy
+    The model's record says which (:data:`MASC.models.REGISTRY`). "post-epoch" (the MLPs): a
+    full evaluation of the training set after each epoch against the corrupted labels, >= 99.99%
+    (the reference's MLP results came from such a script). "running" (every other model): the
+    accuracy of the epoch's own training steps, >= the dataset's target. ``stop_on``
+    ("post-epoch" or "running") overrides the rule; an MLP keeps its 99.99% target."""
+    reference = models.record(model).stop_rule
+    rule = stop_on or reference
+    if rule not in STOP_RULES:
+        raise MASCError(f"unknown stop rule {rule!r}; choose one of {', '.join(STOP_RULES)}")
+    target = POST_EPOCH_TARGET if reference == "post-epoch" else data.info(dataset).stop_accuracy
+    return rule, (POST_EPOCH_TARGET if rule == "post-epoch" else target)
+
+
+def glorot_init(net):
+    """Keras's default initialisation, in place: Glorot-uniform weights and zero biases for every
+    Linear and Conv2d layer (the torch RNG must be seeded by the caller)."""
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return net
 
 
 def set_precision(device, tf32=False):
@@ -100,16 +123,18 @@ class Trainer:
     order), ``nets`` (their weights copied into the stack), ``labels`` (K, N) for the N images of
     ``train_split``; ``states``: each run's saved progress (progress.pt) whose optimiser state
     it resumes from, or None;
-    ``graphs``: capture the step as a CUDA graph; ``bf16``: bf16 autocast."""
+    ``graphs``: capture the step as a CUDA graph; ``bf16``: bf16 autocast; ``batch``: images per
+    step (None: the reference's); ``scaling``: the input scaling (:func:`MASC.data.normalise`)."""
 
     def __init__(self, runs, nets, labels, train_split, *, states=None, graphs=False, bf16=False,
-                 channels_last=True):
+                 channels_last=True, batch=None, scaling="reference"):
         states = states or [None] * len(runs)
         self.runs, self.labels, self.split = runs, labels, train_split
         self.device = train_split.images.device
         self.model = runs[0].model
         self.dataset = runs[0].dataset
-        self.batch = models.batch_size(self.model, self.dataset)
+        self.batch = batch or models.batch_size(self.model, self.dataset)
+        self.scaling = scaling
         self.use_graphs, self.bf16 = graphs, bf16
         self.stack = Stack(nets, channels_last)
         self._new_optimiser([s["optimiser"] if s else {} for s in states])
@@ -136,7 +161,7 @@ class Trainer:
     def _step(self, idx):
         """One optimiser step of every model on its own batch ``idx`` (K, B)."""
         K, B = idx.shape
-        x = data.normalise(self.split.images[idx.reshape(-1)], self.dataset)
+        x = data.normalise(self.split.images[idx.reshape(-1)], self.dataset, self.scaling)
         x = x.view(K, B, *x.shape[1:])
         y = self.labels.gather(1, idx)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16,
@@ -202,7 +227,7 @@ class Trainer:
         self.stack.train(False)
         predictions = []
         for start in range(0, len(split), EVAL_BATCH):
-            x = data.normalise(split.images[start:start + EVAL_BATCH], self.dataset)
+            x = data.normalise(split.images[start:start + EVAL_BATCH], self.dataset, self.scaling)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 predictions.append(self.stack(x, shared=True).argmax(-1))
         return torch.cat(predictions, dim=1)
@@ -229,7 +254,8 @@ def percent_correct(predicted, labels):
 
 @dataclass(frozen=True)
 class Schedule:
-    """How runs train: epoch cap, data used, sample order, progress saving and precision."""
+    """How runs train (the training scripts' settings group): epoch cap, data used, sample
+    order, progress saving, precision and seeds. Saved whole in every run's progress."""
 
     epochs: int = 500
     subset: int = None  # first N training images only
@@ -239,12 +265,33 @@ class Schedule:
     save_every: int = 10  # epochs between progress saves
     bf16: bool = False
     tf32: bool = False  # TF32 matmuls on CUDA (PyTorch's default, and the reference's: off)
+    train_batch: int = None  # images per step; None: the reference's for the model and dataset
+    init: str = "pytorch"  # or "glorot": Keras's Glorot-uniform weights and zero biases
+    scaling: str = "reference"  # input scaling (data.normalise); "unit": pixels in [0, 1] only
+    stop_on: str = None  # "post-epoch" or "running"; None: the reference's rule for the model
+    seed: int = 0  # run r trains with seed seed + r (initial weights and data order)
+    label_seed: int = REFERENCE_SEED  # the corruption's seed (42: the reference's labels)
+
+    def run(self, dataset, model, corrupt, run):
+        """The :class:`Run` of run index ``run`` at degree ``corrupt`` under this schedule."""
+        return Run(dataset, model, corrupt, run, self.seed + run, self.label_seed)
 
     def config(self, run):
         """What a saved progress must match to be resumed (everything that changes the run)."""
         return {**asdict(run), "subset": self.subset, "test_subset": self.test_subset,
                 "holdout": self.holdout, "shuffle": self.shuffle, "bf16": self.bf16,
-                "tf32": self.tf32, "stop_rule": stop_rule(run.model, run.dataset)[0]}
+                "tf32": self.tf32, "stop_rule": stop_rule(run.model, run.dataset, self.stop_on)[0],
+                "batch": self.train_batch or models.batch_size(run.model, run.dataset),
+                "init": self.init, "scaling": self.scaling}
+
+
+def saved_config(config, run):
+    """A saved progress's config with the settings added since it was written filled in with the
+    values every run had before them (the reference's batch, PyTorch's initialisation, the
+    reference's scaling)."""
+    earlier = {"batch": models.batch_size(run.model, run.dataset), "init": "pytorch",
+               "scaling": "reference"}
+    return {**earlier, **config}
 
 
 @dataclass
@@ -255,19 +302,23 @@ class _Session:
     schedule: Schedule
     train_split: data.Split
     test_split: data.Split
+    n_images: int  # training images of the runs (hold-out included)
     graphs: bool
     progress: bool
     log: object
 
     def folder(self, run):
-        return results.run_dir(self.out, run.dataset, run.model, run.corrupt, run.run)
+        return run.key(self.out).folder
+
+    def rule(self, run):
+        return stop_rule(run.model, run.dataset, self.schedule.stop_on)[0]
 
     def load_progress(self, run):
-        state = results.load_progress(self.folder(run))
+        path = run.key(self.out).progress
+        state = results.load_progress(path)
         if state is None:
             return None
-        path = results.progress_path(self.folder(run))
-        saved, wanted = state.get("config", {}), self.schedule.config(run)
+        saved, wanted = saved_config(state.get("config", {}), run), self.schedule.config(run)
         if saved != wanted:
             diff = ", ".join(f"{k} {saved.get(k)!r} (now {v!r})" for k, v in wanted.items()
                              if saved.get(k) != v)
@@ -276,36 +327,68 @@ class _Session:
         return state
 
     def save(self, group, k, epoch, history, final, reached_target):
-        """Progress of model k (atomic); with ``final`` also its checkpoint (an older final
+        """Progress of model k (atomic: its settings whole, the resume key ``config``, epoch,
+        history, weights and optimiser); with ``final`` also its checkpoint (an older final
         checkpoint of a shorter cap is removed), whose path it then returns."""
         run = group.runs[k]
-        folder = self.folder(run)
-        folder.mkdir(parents=True, exist_ok=True)
+        key = run.key(self.out)
+        key.folder.mkdir(parents=True, exist_ok=True)
         weights = group.stack.state_dict(k)
-        state = {"config": self.schedule.config(run), "epoch": epoch, "history": history,
-                 "reached_target": reached_target, "model": weights,
-                 "optimiser": group.optimiser_state(k)}
-        results.save_torch(state, results.progress_path(folder))
-        checkpoint = results.save_checkpoint(weights, folder, epoch) if final else None
-        _write_history(self.out, run, history, finished=final)
+        state = {"config": self.schedule.config(run), "schedule": asdict(self.schedule),
+                 "epoch": epoch, "history": history, "reached_target": reached_target,
+                 "model": weights, "optimiser": group.optimiser_state(k)}
+        results.save_torch(state, key.progress)
+        checkpoint = results.save_checkpoint(weights, key.folder, epoch) if final else None
+        self.write_history(run, history, finished=final)
         return checkpoint
+
+    def write_history(self, run, history, finished):
+        """The reference CSV (%, 1-based epochs) and our tidy CSV (fractions, the run's id and
+        settings columns; ``finished``: the run has stopped, by its rule or the cap, not just
+        saved its progress).
+
+        History rows are (epoch, train %, test %, post-epoch train % vs the true labels, running
+        train %, post-epoch train % vs the corrupted labels): train % is the stop rule's
+        measure; the running accuracy of the epoch's own steps is always there (NaN in rows
+        saved before it was recorded); the post-epoch pass only under the post-epoch rule or for
+        MLPs (NaN where not measured; the true-label score is then not in the reference CSV)."""
+        key = run.key(self.out)
+        columns = ["epoch", "Train_accuracy", "Test_accuracy", "Train_accuracy_original",
+                   "Train_accuracy_running", "Train_accuracy_post_epoch"]
+        frame = pd.DataFrame([tuple(row) + (math.nan,) * (len(columns) - len(row))
+                              for row in history], columns=columns)
+        reference = frame.drop(columns=columns[4:] if frame.Train_accuracy_original.notna().any()
+                               else columns[3:])
+        results.write_csv(reference, key.accuracy_csv, index=True)
+        s, config = self.schedule, self.schedule.config(run)
+        tidy = pd.DataFrame({**key.ids(), "seed": run.seed, "epoch": frame.epoch,
+                             "train_acc_vs_corrupted": frame.Train_accuracy / 100,
+                             "train_acc_vs_true": frame.Train_accuracy_original / 100,
+                             "test_acc": frame.Test_accuracy / 100,
+                             "train_acc_rule": self.rule(run), "finished": finished,
+                             "train_acc_running": frame.Train_accuracy_running / 100,
+                             "train_acc_post_epoch": frame.Train_accuracy_post_epoch / 100,
+                             "label_seed": run.label_seed, "subset": self.n_images,
+                             "holdout": s.holdout, "n_test": len(self.test_split),
+                             "shuffle": s.shuffle, "bf16": s.bf16, "tf32": s.tf32,
+                             "batch": config["batch"], "init": s.init, "scaling": s.scaling,
+                             "epoch_cap": s.epochs, "epochs_trained": len(frame)})
+        results.write_csv(tidy, key.training_csv)
 
 
 def _finished(session, run, state):
     """A run already trained to its stop: make sure its checkpoint loads and its CSVs hold the
     whole history (a process killed after the last progress save may have left either short),
     writing them again from the saved progress where they do not; returns the checkpoint."""
-    folder = session.folder(run)
-    final = results.checkpoint_path(folder, state["epoch"])
+    key = run.key(session.out)
+    final = key.checkpoint(state["epoch"])
     try:
         torch.load(final, map_location="cpu", weights_only=True)
     except Exception:  # missing or corrupt: written again from the saved progress
-        results.save_checkpoint(state["model"], folder, state["epoch"])
-    csv = results.accuracy_csv(session.out, run.dataset, run.model, run.corrupt, run.run)
-    tidy = results.tidy_dir(session.out, "training", run.dataset, run.model) / \
-        f"{results.p_str(run.corrupt)}_Run_{run.run}.csv"
-    if _rows(csv) != len(state["history"]) or _rows(tidy, finished=True) != len(state["history"]):
-        _write_history(session.out, run, state["history"], finished=True)
+        results.save_checkpoint(state["model"], key.folder, state["epoch"])
+    if (_rows(key.accuracy_csv) != len(state["history"])
+            or _rows(key.training_csv, finished=True) != len(state["history"])):
+        session.write_history(run, state["history"], finished=True)
     return final
 
 
@@ -320,41 +403,20 @@ def _rows(path, finished=False):
     return len(frame)
 
 
-def _write_history(out, run, history, finished):
-    """The reference CSV (%, 1-based epochs) and our tidy CSV (fractions, identifying columns;
-    ``finished``: the run has stopped, by its rule or the cap, not just saved its progress).
-
-    History rows are (epoch, train %, test %, train % vs the true labels); the last is measured
-    by the post-epoch rule only (NaN under the running rule, and then not in the reference CSV)."""
-    rule = stop_rule(run.model, run.dataset)[0]
-    frame = pd.DataFrame(history, columns=["epoch", "Train_accuracy", "Test_accuracy",
-                                           "Train_accuracy_original"])
-    reference = frame if rule == "post-epoch" else frame.drop(columns="Train_accuracy_original")
-    results.write_csv(reference, results.accuracy_csv(out, run.dataset, run.model, run.corrupt,
-                                                      run.run), index=True)
-    tidy = pd.DataFrame({"dataset": run.dataset, "model": run.model, "corrupt": run.corrupt,
-                         "run": run.run, "seed": run.seed, "epoch": frame.epoch,
-                         "train_acc_vs_corrupted": frame.Train_accuracy / 100,
-                         "train_acc_vs_true": frame.Train_accuracy_original / 100,
-                         "test_acc": frame.Test_accuracy / 100, "train_acc_rule": rule,
-                         "finished": finished})
-    results.write_csv(tidy, results.tidy_dir(out, "training", run.dataset, run.model)
-                      / f"{results.p_str(run.corrupt)}_Run_{run.run}.csv")
-
-
 def train(runs, *, out=".", root=None, device="auto", graphs=None, stack=None, progress=True,
-          log=tqdm.write, **schedule):
+          log=tqdm.write, schedule=None, **fields):
     """Train ``runs`` (one dataset and model, any corruption degrees and seeds) to the reference
     stop rule, resuming from saved progress; returns ``{run: final checkpoint path}``.
 
-    ``schedule``: the fields of :class:`Schedule` (epochs, subset, test_subset, shuffle, ...);
+    ``schedule``: a :class:`Schedule` (default: the defaults), with ``fields`` of it replaced
+    (epochs, subset, test_subset, shuffle, ...);
     ``graphs``: capture the step as a CUDA graph; ``stack``: train the runs together as one stack
     (both default to on with CUDA; on a CPU, stacking saves nothing and runs go one by one)."""
     if not runs:
         return {}
     if len({(r.dataset, r.model) for r in runs}) != 1:
         raise MASCError("one training call takes one dataset and one model")
-    schedule = Schedule(**schedule)
+    schedule = replace(schedule or Schedule(), **fields)
     dataset, model = runs[0].dataset, runs[0].model
     spec = data.info(dataset)
     models.check_name(model)
@@ -375,7 +437,7 @@ def train(runs, *, out=".", root=None, device="auto", graphs=None, stack=None, p
                         f"train on; use a smaller share")
     test_split = data.load(dataset, root, train=False).first(schedule.test_subset)
     session = _Session(out, schedule, train_split.take(kept).to(device), test_split.to(device),
-                       device.type == "cuda" if graphs is None else graphs, progress, log)
+                       n, device.type == "cuda" if graphs is None else graphs, progress, log)
     done, todo = {}, []
     with contextlib.ExitStack() as locks:
         locks.enter_context(stopping.deferred())  # SIGTERM/USR2/INT: save at the epoch's end
@@ -385,7 +447,7 @@ def train(runs, *, out=".", root=None, device="auto", graphs=None, stack=None, p
             state = session.load_progress(run)
             labels = RunLabels.of_run(true_labels, run.corrupt, spec.num_classes, run.label_seed,
                                       schedule.subset, schedule.holdout)
-            labels.save(results.labels_path(session.folder(run)))
+            labels.save(run.key(out).labels)
             if state and (state["reached_target"] or state["epoch"] >= schedule.epochs):
                 done[run] = _finished(session, run, state)
                 log(f"{dataset} {model} p={run.corrupt} run {run.run}: already trained "
@@ -421,14 +483,19 @@ def _train_group(members, start, session):
     for run, state, _ in members:
         torch.manual_seed(run.seed)
         net = models.build(run.model, run.dataset)
+        if schedule.init == "glorot":
+            glorot_init(net)
         if state:
             net.load_state_dict(state["model"])
         nets.append(net.to(device))
     labels = torch.stack([m[2] for m in members]).to(device)
     group = Trainer(runs, nets, labels, session.train_split, states=[m[1] for m in members],
-                    graphs=session.graphs, bf16=schedule.bf16)
+                    graphs=session.graphs, bf16=schedule.bf16, batch=schedule.train_batch,
+                    scaling=schedule.scaling)
     histories = {run: list(state["history"]) if state else [] for run, state, _ in members}
-    rule, target = stop_rule(runs[0].model, runs[0].dataset)
+    rule, target = stop_rule(runs[0].model, runs[0].dataset, schedule.stop_on)
+    # the post-epoch pass runs under that rule and for every model whose reference rule it is
+    post_epoch = "post-epoch" in (rule, stop_rule(runs[0].model, runs[0].dataset)[0])
     finished = {}
     what = f"{runs[0].dataset} {runs[0].model}" + (
         f" p={runs[0].corrupt} run {runs[0].run}" if len(runs) == 1 else f" x{len(runs)} runs")
@@ -438,17 +505,19 @@ def _train_group(members, start, session):
         if stopping.requested():
             _save_and_stop(session, group, histories, epoch, start)
         tic = time.perf_counter()
-        train_acc = group.train_epoch(epoch, schedule.shuffle)
-        train_true = [math.nan] * len(group.runs)
-        if rule == "post-epoch":  # one pass over the training set, scored against both labellings
+        running = group.train_epoch(epoch, schedule.shuffle)
+        post = train_true = [math.nan] * len(group.runs)
+        if post_epoch:  # one pass over the training set, scored against both labellings
             predicted = group.predict(session.train_split)
-            train_acc = percent_correct(predicted, group.labels)
+            post = percent_correct(predicted, group.labels)
             train_true = percent_correct(predicted, session.train_split.labels)
+        train_acc = post if rule == "post-epoch" else running
         test_acc = group.evaluate(session.test_split)
         seconds = time.perf_counter() - tic
         stopped = []
         for k, run in enumerate(group.runs):
-            histories[run].append((epoch + 1, train_acc[k], test_acc[k], train_true[k]))
+            histories[run].append((epoch + 1, train_acc[k], test_acc[k], train_true[k], running[k],
+                                   post[k]))
             reached = train_acc[k] >= target
             if reached or epoch + 1 == schedule.epochs:
                 stopped.append(k)

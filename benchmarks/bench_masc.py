@@ -52,7 +52,8 @@ def compare(name, X, y, tests, classes, device, naive=True, checked=True):
         same = all(torch.equal(a, b) for a, b in zip(fast, preds))
         print(f"{name:22} predict float64 {pred_s:.2f} s, float32-checked {fast_s:.2f} s: "
               + (f"x{pred_s / fast_s:.2f}" if same else "INVALID (predictions differ)")
-              + f", identical: {same}, re-checked rows (last set): {clf._rechecked}", flush=True)
+              + f", identical: {same}, re-checked rows (last set): "
+              f"{clf._checked.rechecked if clf._checked else 0}", flush=True)
         clf.set_params(predict_dtype="float64")
         if not same:
             return None, ours, False

@@ -8,12 +8,25 @@ paper/headline.csv (section 12 of the reference's shipped results). Runs are agg
 (dataset, model, p): mean, min-max and n. The best MASC layer of a cell is the layer with the
 highest mean test accuracy over its runs (the first in layer order on ties). Cells of the paper
 that have no results under OUT are listed as not run; nothing is tuned or filled in.
+
+Only results made with the paper's settings are set beside the paper's numbers: full training and
+test sets, no hold-out, label seed 42, the fixed data order, float32, epoch cap 500, MASC at
+threshold 0.99 on every trained row, read from the run's final checkpoint. Each result's settings
+come from its CSV's columns; for CSVs written before those columns, from the run's progress.pt
+under OUT, or from OUT/provenance.csv (the record of who ran which cell at full scale: a run listed
+there for its training stage ran with the paper's settings). Results of other or unknown settings
+are summarised apart, each group saying how it differs, and never compared. A CSV that is
+damaged (cut short, NaN accuracies, rows of another run) stops the comparison with one line
+naming it.
 """
 import argparse
-import sys
+import re
 from pathlib import Path
 
 import pandas as pd
+
+from MASC import cli, data, models, results, training
+from MASC.errors import MASCError
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "full_scale"           # an --out root of the scripts (only its tidy CSVs are read)
@@ -35,50 +48,188 @@ WHAT = {  # our quantity -> (what it is, the paper's quantity and labelling in h
     "masc_best_exp3": ("MASC best layer of the p = 0.0 model, labels corrupted at p (exp3)",
                        None, ""),
 }
+EPOCH_CAP = 500  # the reference's range(500)
+TRAINING_NEEDS = ["dataset", "model", "corrupt", "run", "epoch", "train_acc_vs_corrupted",
+                  "test_acc"]
+MASC_NEEDS = ["dataset", "model", "corrupt", "run", "exp", "layer", "test_acc"]
+TRAINED = ["subset", "n_test", "holdout", "label_seed", "shuffle", "bf16", "tf32", "batch", "init",
+           "scaling", "epoch_cap"]
 
 
-def read_csvs(paths):
-    frames = [pd.read_csv(p) for p in sorted(paths)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def paper_settings(dataset, model):
+    """The paper's training settings of a (dataset, model), as the training CSVs record them."""
+    spec = data.info(dataset)
+    return {"subset": spec.train_size, "n_test": spec.test_size, "holdout": 0.0,
+            "label_seed": 42, "shuffle": False, "bf16": False, "tf32": False,
+            "batch": models.batch_size(model, dataset), "init": "pytorch", "scaling": "reference",
+            "epoch_cap": EPOCH_CAP}
+
+
+def differences(settings, key):
+    """How ``settings`` (a run's, None: not recorded) differ from the paper's for the run
+    ``key``, as text ("" for none)."""
+    if settings is None:
+        return "settings not recorded"
+    paper = paper_settings(key.dataset, key.model)
+    found = []
+    for name, value in settings.items():
+        want = paper.get(name)
+        if value is None or value != value or want is None:
+            continue
+        if (value < want) if name == "epoch_cap" else (value != want):
+            found.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+    return ", ".join(found)
+
+
+def read(path, needs):
+    """A result CSV, checked: an empty, unreadable or column-less file is one error line."""
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise MASCError(f"{path} is empty; rerun what writes it, or move it away") from None
+    except Exception as e:  # pandas raises several types for garbage
+        raise MASCError(f"{path} is unreadable ({type(e).__name__}); rerun what writes it, or "
+                        f"move it away") from None
+    missing = [c for c in needs if c not in frame]
+    if missing or frame.empty:
+        raise MASCError(f"{path} lacks {', '.join(missing) or 'rows'} (not a results CSV of this "
+                        f"project, or damaged); rerun what writes it, or move it away")
+    return frame
+
+
+def check_rows(frame, key, path, **more):
+    """Refuse rows that are not of the run (and experiment) the file's name says, or are cut
+    short (NaN where a number must be)."""
+    expected = {**key.ids(), **more}
+    for column, value in expected.items():
+        if not frame[column].eq(value).all():
+            raise MASCError(f"{path} holds rows of another run ({column} "
+                            f"{sorted(set(frame[column].astype(str)))}, its name says {value}): "
+                            f"copied? move it away")
+    needs = [c for c in ("epoch", "train_acc_vs_corrupted", "test_acc", "layer") if c in frame]
+    missing = frame.isna().any() & frame.columns.isin(needs)
+    if len(frame) > 1:  # a last row cut short: NaN where every other row has a value
+        missing |= frame.iloc[-1].isna() & frame.iloc[:-1].notna().all()
+    if missing.any():
+        columns = ", ".join(missing.index[missing])
+        raise MASCError(f"{path} has rows with missing values ({columns}): "
+                        f"cut short while written, or damaged; rerun what writes it (training "
+                        f"rewrites it from its progress.pt), or move it away")
+
+
+def recorded_settings(out, key, frame):
+    """A run's training settings: its CSV's columns, else its progress.pt's, else the paper's
+    if OUT/provenance.csv lists its training, else None (not recorded)."""
+    if set(TRAINED) <= set(frame):
+        return {name: frame[name].iloc[-1] for name in TRAINED}
+    state = key.load_progress()
+    if state is not None:  # settings added since it was saved: what every run had before them
+        config, spec = training.saved_config(state["config"], key), data.info(key.dataset)
+        return {"subset": config["subset"] or spec.train_size,
+                "n_test": config["test_subset"] or spec.test_size,
+                **{name: config[name] for name in TRAINED[2:-1]},
+                "epoch_cap": state.get("schedule", {}).get("epochs")}
+    if (key.dataset, key.model, key.corrupt, key.run) in listed_full_scale(out):
+        return paper_settings(key.dataset, key.model)
+    return None
+
+
+def listed_full_scale(out):
+    """The runs whose training OUT/provenance.csv lists (cell "MODEL / DATASET p = P run R")."""
+    path = Path(out) / "provenance.csv"
+    if not path.exists():
+        return set()
+    listed = set()
+    for row in read(path, ["cell", "stage"]).itertuples():
+        match = re.fullmatch(r"(\w+) / (\w+) p = ([0-9.]+) run (\d+)", str(row.cell).strip())
+        if match and row.stage == "training":
+            listed.add((match[2], match[1], float(match[3]), int(match[4])))
+    return listed
 
 
 def per_run(out):
     """One row per (cell, run, quantity) in %: the training CSVs' final, peak and epoch count,
-    and each MASC experiment's per-layer test accuracy; and the runs still training (their
-    CSVs do not say ``finished``), which count nowhere else."""
-    rows, unfinished = [], []
-    training = read_csvs(Path(out).glob("results/training/*/*_Run_*.csv"))
-    for keys, h in (training.groupby(CELL + ["run"], sort=True) if len(training) else []):
+    and each MASC experiment's per-layer test accuracy, with ``differs``: how the result's
+    settings differ from the paper's ("" for none); and the runs still training (their CSVs do
+    not say ``finished``), which count nowhere else."""
+    rows, unfinished, trained = [], [], {}
+    for key, _, path in results.find(out, "training"):
+        h = read(path, TRAINING_NEEDS)
+        check_rows(h, key, path)
         h = h.sort_values("epoch")
-        cell = dict(zip(CELL + ["run"], keys))
+        if not h.epoch.tolist() == list(range(1, len(h) + 1)) or (
+                "epochs_trained" in h and h.epochs_trained.ne(len(h)).any()):
+            raise MASCError(f"{path} has {len(h)} epochs but not epochs 1 to "
+                            f"{int(h.get('epochs_trained', h.epoch).max())} (cut short while "
+                            f"written, or damaged); rerun the training (it rewrites the CSV "
+                            f"from progress.pt), or move it away")
+        cell = {**{c: getattr(key, c) for c in CELL}, "run": key.run}
+        settings = recorded_settings(out, key, h)
+        trained[key] = (settings, int(h.epoch.iloc[-1]))
         if not ("finished" in h and h.finished.eq(True).all()):  # absent or NaN: not finished
             unfinished.append({**cell, "epochs": int(h.epoch.iloc[-1]),
                                "train": 100 * h.train_acc_vs_corrupted.iloc[-1],
                                "test": 100 * h.test_acc.iloc[-1]})
             continue
+        cell["differs"] = differences(settings, key)
         rows += [{**cell, "quantity": "test_acc_final", "value": 100 * h.test_acc.iloc[-1]},
                  {**cell, "quantity": "test_acc_peak", "value": 100 * h.test_acc.max()},
                  {**cell, "quantity": "train_acc_final",
                   "value": 100 * h.train_acc_vs_corrupted.iloc[-1]},
                  {**cell, "quantity": "epochs", "value": float(h.epoch.iloc[-1])}]
-    masc = read_csvs(Path(out).glob("results/masc/*/*/Run_*_exp[123].csv"))
-    for row in masc.itertuples() if len(masc) else []:
-        rows.append({"dataset": row.dataset, "model": row.model, "corrupt": row.corrupt,
-                     "run": row.run, "quantity": f"masc_layer_exp{row.exp}", "layer": row.layer,
-                     "value": 100 * row.test_acc})
-    frame = pd.DataFrame(rows, columns=CELL + ["run", "quantity", "layer", "value"])
+    for key, named, path in results.find(out, "masc"):
+        frame = read(path, MASC_NEEDS)
+        check_rows(frame, key, path, exp=named["exp"])
+        model = key.at(0.0) if named["exp"] == 3 else key
+        for row in frame.to_dict("records"):
+            rows.append({**{c: getattr(key, c) for c in CELL}, "run": key.run,
+                         "quantity": f"masc_layer_exp{row['exp']}", "layer": row["layer"],
+                         "value": 100 * row["test_acc"],
+                         "differs": masc_differences(out, model, row, trained)})
+    frame = pd.DataFrame(rows, columns=CELL + ["run", "differs", "quantity", "layer", "value"])
     frame["layer"] = frame["layer"].fillna("")
     return frame, unfinished
 
 
+def masc_differences(out, key, row, trained):
+    """How a MASC row's settings differ from the paper's: those of the model it read (the row's
+    columns where it has them, else its training run's) and its own (threshold, rows fitted,
+    test images, the checkpoint's epoch against the run's final one)."""
+    settings, final_epoch = trained.get(key, (None, None))
+    if settings is None:
+        settings = recorded_settings(out, key, pd.DataFrame([row]))
+    model = {**(settings or {}), **{c: row[c] for c in ("subset", "holdout", "label_seed")
+                                     if known(row.get(c))}}
+    if not model:
+        return "settings not recorded"
+    found = [differences(model, key)]
+    spec = data.info(key.dataset)
+    if known(row.get("threshold")) and row["threshold"] != 0.99:
+        found.append(f"threshold {row['threshold']:g}")
+    rows = round(model.get("subset", spec.train_size) * (1 - model.get("holdout", 0.0)))
+    if known(row.get("n_train")) and row["n_train"] != rows:
+        found.append(f"MASC on {row['n_train']:g} rows")
+    if known(row.get("n_test")) and row["n_test"] != spec.test_size:
+        found.append(f"{row['n_test']:g} test images")
+    epoch = row.get("checkpoint_epoch")
+    if final_epoch and known(epoch) and epoch != final_epoch:
+        found.append(f"checkpoint of epoch {epoch:g}, not the final {final_epoch}")
+    return ", ".join(f for f in found if f)
+
+
+def known(value):
+    return value is not None and value == value
+
+
 def summarise(runs):
-    """Mean, min, max and n over runs per (cell, quantity, layer); for each MASC experiment also
-    its best layer as quantity masc_best_exp{n}."""
-    keys = CELL + ["quantity", "layer"]
+    """Mean, min, max and n over runs per (cell, settings, quantity, layer): results of other
+    settings (``differs``) apart; for each MASC experiment also its best layer as quantity
+    masc_best_exp{n}."""
+    keys = CELL + ["differs", "quantity", "layer"]
     stats = (runs.groupby(keys, sort=False).value.agg(["mean", "min", "max", "count"])
              .reset_index().rename(columns={"count": "n"}))
     layers = stats[stats.quantity.str.startswith("masc_layer_")]
-    best = layers.loc[layers.groupby(CELL + ["quantity"], sort=False)["mean"].idxmax()]
+    best = layers.loc[layers.groupby(CELL + ["differs", "quantity"], sort=False)["mean"].idxmax()]
     best = best.assign(quantity=best.quantity.str.replace("masc_layer_", "masc_best_"))
     return pd.concat([stats, best], ignore_index=True)
 
@@ -104,8 +255,10 @@ def paper_value(paper, cell, quantity):
 
 
 def comparison(summary, paper):
-    """One row per (cell, quantity) we have: ours (mean, min, max, n, layer) and the paper's."""
+    """One row per (cell, quantity) we have at the paper's settings: ours (mean, min, max, n,
+    layer) and the paper's."""
     rows = []
+    summary = summary[summary.differs == ""]
     cells = summary[CELL].drop_duplicates().sort_values(CELL).itertuples(index=False)
     for cell in cells:
         mine = summary[(summary.dataset == cell[0]) & (summary.model == cell[1])
@@ -123,9 +276,17 @@ def comparison(summary, paper):
     return pd.DataFrame(rows)
 
 
+def apart(summary):
+    """The quantities we have at other (or unknown) settings than the paper's, per cell and
+    settings: never set beside the paper's numbers."""
+    other = summary[(summary.differs != "") & summary.quantity.isin(list(WHAT))]
+    return other.sort_values(CELL + ["differs"], kind="stable").reset_index(drop=True)
+
+
 def not_run(paper, summary):
-    """The paper's cells with no results here."""
+    """The paper's cells with no results here at the paper's settings."""
     cells = paper[CELL].drop_duplicates()
+    summary = summary[summary.differs == ""]
     have = set(map(tuple, summary[CELL].round({"corrupt": 1}).itertuples(index=False)))
     return [c for c in cells.sort_values(CELL).itertuples(index=False)
             if (c[0], c[1], round(c[2], 1)) not in have]
@@ -139,12 +300,11 @@ def number(value, quantity, mean=True):
     return f"{value:.0f}" if whole else f"{value:.1f}"
 
 
-def ours_text(row):
-    text = number(row.ours, row.quantity)
-    if row.n > 1:
-        low, high = (number(v, row.quantity, mean=False) for v in (row.ours_min, row.ours_max))
-        text += f" [{low}-{high}]"
-    return text + (f" ({row.ours_layer})" if row.ours_layer else "")
+def ours_text(quantity, mean, low, high, n, layer):
+    text = number(mean, quantity)
+    if n > 1:
+        text += f" [{number(low, quantity, mean=False)}-{number(high, quantity, mean=False)}]"
+    return text + (f" ({layer})" if layer else "")
 
 
 def markdown(frame):
@@ -154,7 +314,8 @@ def markdown(frame):
     return "\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows)
 
 
-def report(table, missing, provenance, notes, unfinished=(), source="paper/full_scale"):
+def report(table, missing, provenance, notes, unfinished=(), source="paper/full_scale",
+           others=()):
     """The markdown report (deterministic: the same CSVs give the same bytes)."""
     lines = ["# Reproduction: our results next to the paper's", "",
              f"Generated by `python paper/compare.py` from the tidy CSVs under `{source}/` "
@@ -170,12 +331,22 @@ def report(table, missing, provenance, notes, unfinished=(), source="paper/full_
             if row.paper_layer and row.paper is not None and row.paper == row.paper:
                 paper += f" ({row.paper_layer})"
             diff = "" if row.diff is None or row.diff != row.diff else f"{row.diff:+.1f}"
+            ours = ours_text(row.quantity, row.ours, row.ours_min, row.ours_max, row.n,
+                             row.ours_layer)
             lines.append(f"| {row.dataset} | {row.model} | {row.corrupt:.1f} | "
-                         f"{WHAT[row.quantity][0]} | {paper} | {ours_text(row)} | {row.n} | "
-                         f"{diff} |")
+                         f"{WHAT[row.quantity][0]} | {paper} | {ours} | {row.n} | {diff} |")
         lines.append("")
     else:
-        lines += ["No results found.", ""]
+        lines += ["No results at the paper's settings found.", ""]
+    if len(others):
+        lines += ["## Not at the paper's settings (not compared)", "",
+                  "| dataset | model | p | how they differ | quantity | ours | n |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in others.itertuples(index=False):
+            ours = ours_text(row.quantity, row.mean, row.min, row.max, row.n, row.layer)
+            lines.append(f"| {row.dataset} | {row.model} | {row.corrupt:.1f} | {row.differs} | "
+                         f"{WHAT[row.quantity][0]} | {ours} | {row.n} |")
+        lines.append("")
     if provenance is not None and len(provenance):
         lines += ["## Where and how these ran", "", markdown(provenance), ""]
     if unfinished:
@@ -223,6 +394,7 @@ def figure(table, path):
     plt.close(fig)
 
 
+@cli.main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=OUT, help="results root to read (its results/ folder)")
@@ -231,19 +403,23 @@ def main(argv=None):
     args = p.parse_args(argv)
     out = Path(args.out)
     if not (out / "results").is_dir():
-        sys.exit(f"error: no results/ folder under {out}; give the --out root the scripts wrote to")
+        raise MASCError(f"no results/ folder under {out}; give the --out root the scripts wrote "
+                        f"to")
     paper = pd.read_csv(PAPER)
     runs, unfinished = per_run(out)
     summary = summarise(runs)
     table = comparison(summary, paper)
     provenance = out / "provenance.csv"
-    provenance = pd.read_csv(provenance) if provenance.exists() else None
+    provenance = read(provenance, ["cell"]) if provenance.exists() else None
     notes = NOTES.read_text() if NOTES.exists() and out.resolve() == OUT.resolve() else ""
     source = "paper/full_scale" if out.resolve() == OUT.resolve() else str(args.out)
-    Path(args.report).write_text(report(table, not_run(paper, summary), provenance, notes,
-                                        unfinished, source))
+    text = report(table, not_run(paper, summary), provenance, notes, unfinished, source,
+                  apart(summary))
+    with results.atomic(args.report) as tmp:
+        tmp.write_text(text)
     if len(table):
-        figure(table, args.figure)
+        with results.atomic(args.figure, ".tmp.png") as tmp:
+            figure(table, tmp)
     print(f"wrote {args.report}" + (f" and {args.figure}" if len(table) else ""))
 
 

@@ -2,12 +2,12 @@
 any data is loaded or any model is built; -corr / -run lists count each value once."""
 import argparse
 import importlib
-import importlib.util
 
 import pytest
 import torch
 
 from conftest import ROOT
+from conftest import script as load_script
 from MASC import cli, data, experiments, retrain, runs, training
 from MASC.errors import MASCError
 
@@ -66,6 +66,8 @@ BAD = [
     (["sensitivity"], "--thresholds", ["--thresholds", "0.5", "2.5"]),
     (["retrain"], "--max-epochs", ["--max-epochs", "0"]),
     (["retrain"], "--patience", ["--patience", "0"]),
+    (["training"], "--label-seed", ["--label-seed", "-1"]),  # was a traceback from NumPy
+    (["training"], "--label-seed", ["--label-seed", str(2 ** 32)]),
 ]
 if not MPS:
     BAD.append((ALL, "--device", ["--device", "mps"]))
@@ -79,13 +81,9 @@ def script(name):
 
 
 def script_module(path):
-    """The module of a script, by its path under the repository."""
-    if "/" not in path:
-        return importlib.import_module(path[:-3])
-    spec = importlib.util.spec_from_file_location(path.replace("/", "_")[:-3], ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module of a script, by its path under the repository (the top-level scripts as
+    importable modules, so that patching MASC.cli reaches them)."""
+    return importlib.import_module(path[:-3]) if "/" not in path else load_script(path)
 
 
 @pytest.fixture
@@ -115,10 +113,11 @@ def test_good_flags_reach_the_work(monkeypatch):
     monkeypatch.setattr(training, "train", lambda runs, **kw: seen.update(kw, runs=runs) or {})
     script("training").main(GOOD["training"] + [
         "--subset", "100", "--test-subset", "50", "--epochs", "2", "--save-every", "1",
-        "--holdout", "0.1", "--device", "cpu"])
-    assert (seen["subset"], seen["test_subset"], seen["epochs"]) == (100, 50, 2)
-    assert (seen["save_every"], seen["holdout"], seen["device"]) == (1, 0.1, "cpu")
-    p = cli.parser("x", {"BATCH": 1000, "DEVICE": "cpu", "THRESHOLD": 0.99}, readout=True)
+        "--holdout", "0.1", "--device", "cpu", "--seed", "5", "--label-seed", "7"])
+    s = seen["schedule"]
+    assert (s.subset, s.test_subset, s.epochs, s.save_every, s.holdout) == (100, 50, 2, 1, 0.1)
+    assert seen["device"] == "cpu" and seen["runs"] == [training.Run("MNIST", "CNN", 0.8, 1, 6, 7)]
+    p = cli.parser("x", {"DEVICE": "cpu"}, (cli.READOUT, cli.MASC), readout=True)
     args = p.parse_args(GOOD["retrain"] + ["--threshold", "5", "--batch", "7", "--device", "auto"])
     assert (args.threshold, args.batch, args.device, args.corr, args.run) == (5.0, 7, "auto", 0.8, 1)
 
@@ -201,6 +200,25 @@ def test_check_device():
             cli.check_device("mps")
 
 
+def parser_of(name, monkeypatch):
+    """The ArgumentParser a script builds (its main stopped at --help), and the settings groups
+    it asked for."""
+    made, real = {}, cli.parser
+
+    def spy(description, defaults, groups=(), **kwargs):
+        made.update(parser=real(description, defaults, groups, **kwargs), groups=groups)
+        return made["parser"]
+
+    monkeypatch.setattr(cli, "parser", spy)
+    with pytest.raises(SystemExit):
+        script(name).main([*GOOD[name], "--help"])
+    return made["parser"], made["groups"]
+
+
+def flags(parser):
+    return {o for a in parser._actions for o in a.option_strings}
+
+
 @pytest.mark.parametrize("name", ALL + ["make_plots"])
 def test_every_script_constant_is_a_known_setting_with_its_flag(name):
     """Each constant at the top of a script is declared once in cli.SETTINGS and becomes its
@@ -208,11 +226,76 @@ def test_every_script_constant_is_a_known_setting_with_its_flag(name):
     path = SCRIPTS.get(name, "Compare_experiments/plotting/make_plots.py")
     constants = cli.constants(vars(script_module(path)))
     assert set(constants) <= set(cli.SETTINGS), path
-    assert constants or name == "train_resnet18"  # it passes its flags to pytorch_training.py
     p = argparse.ArgumentParser()
     cli.add_settings(p, constants)
     defaults = vars(p.parse_args([]))
     assert {k.upper(): v for k, v in defaults.items()} == constants
+
+
+def library_defaults():
+    """{setting constant: [(where, its keyword default)]} of the library's functions that take a
+    setting."""
+    import inspect
+
+    from MASC import masc, noise, probes, readout
+
+    places = {"THRESHOLD": [(masc.MinimumAngleSubspaceClassifier, "threshold"),
+                            (masc.fit_labellings, "threshold"), (masc.iter_labellings, "threshold"),
+                            (experiments.masc_experiments, "threshold"),
+                            (retrain.retrain, "threshold"), (retrain.masc_layers, "threshold"),
+                            (noise.detect, "threshold"), (probes.make, "threshold"),
+                            (readout.Reader.masc_by_layer, "threshold")],
+              "PER_SAMPLE_BN": [(readout.Reader, "per_sample_bn")],
+              "BATCH": [(readout.Reader, "batch_size")], "LAYERS": [(readout.Reader, "layers")],
+              "DEVICE": [(readout.Reader, "device"), (training.train, "device")],
+              "ROWS_ON_DISK": [(readout.Reader, "rows_on_disk")],
+              "MAX_EPOCHS": [(retrain.retrain, "max_epochs"), (retrain.fine_tune, "max_epochs"),
+                             (noise.retrain_variant, "max_epochs")],
+              "PATIENCE": [(retrain.retrain, "patience"), (retrain.fine_tune, "patience"),
+                           (noise.retrain_variant, "patience")],
+              "OUT": [(training.train, "out")]}
+    return {name: [(f"{getattr(f, '__qualname__', f)}({param}=)",
+                    inspect.signature(f).parameters[param].default) for f, param in found]
+            for name, found in places.items()}
+
+
+def test_one_default_per_setting(monkeypatch):
+    """Every setting has one default: the settings groups agree where they share one, the
+    library's keyword defaults are the groups' (break: Reader(per_sample_bn=False), as before),
+    and a script constant that one of its groups declares overrides it (never restates it)."""
+    from MASC import sweep
+
+    groups = {"COMMON": cli.COMMON, "TRAINING": cli.TRAINING, "READOUT": cli.READOUT,
+              "MASC": cli.MASC, "FINE_TUNING": cli.FINE_TUNING, "CLUSTER": sweep._CLUSTER}
+    default = {}
+    for group in groups.values():
+        for name, value in group.items():
+            assert default.setdefault(name, value) == value, (name, value, default[name])
+    for name, found in library_defaults().items():
+        for where, value in found:
+            assert value == default[name], f"{where} defaults to {value!r}, {name} to {default[name]!r}"
+    for name in ALL:
+        if name == "train_resnet18":
+            continue
+        _, used = parser_of(name, monkeypatch)
+        declared = {k: v for group in used for k, v in group.items()}
+        constants = cli.constants(vars(script(name)))
+        restated = {k for k, v in constants.items() if k in declared and v == declared[k]}
+        assert not restated, f"{SCRIPTS[name]} restates the default of {restated}"
+
+
+def test_a_sweep_accepts_every_flag_the_training_and_masc_scripts_accept(monkeypatch):
+    """python -m MASC.sweep submit offers every setting of pytorch_training.py and
+    pytorch_MASC_all.py (their -exp1/2/3 are its --exps; it reads out the runs it trained, so
+    --reference-labels has no use there)."""
+    from MASC import sweep
+
+    offered = flags(sweep._submit_parser())
+    training_flags = flags(parser_of("training", monkeypatch)[0])
+    masc_flags = flags(parser_of("masc_all", monkeypatch)[0]) - {
+        "-exp1", "-exp2", "-exp3", "--reference-labels"}
+    assert training_flags <= offered and masc_flags <= offered, (
+        (training_flags | masc_flags) - offered)
 
 
 def test_a_misspelt_constant_fails_loudly():
@@ -233,3 +316,30 @@ def test_no_script_edits_sys_path():
     assert scripts
     offenders = [str(p.relative_to(ROOT)) for p in scripts if "sys.path.insert" in p.read_text()]
     assert not offenders
+
+
+def test_no_file_name_of_a_run_is_spelled_outside_the_run_key():
+    """Every file name of a run (checkpoints, progress, labels, the tidy and reference CSVs, the
+    sweeps' records) is made or matched in MASC/results.py only (its RunKey and finders): no
+    string literal elsewhere in the code spells one (prose in messages and docstrings may name
+    them)."""
+    import ast
+    import re
+
+    name = re.compile(r"\S*(Run_|\.pth\b|progress\.pt|labels\.npz|Accuracy_results|"
+                      r"angle_results|sweep\.json)\S*")
+    code = [*ROOT.glob("MASC/*.py"), *ROOT.glob("*.py"), *ROOT.glob("Compare_experiments/**/*.py"),
+            *ROOT.glob("paper/*.py")]
+    spelt = []
+    for path in code:
+        if path == ROOT / "MASC" / "results.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        spelt += [f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}"
+                  for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                  and isinstance(node.value, str) and id(node) not in docstrings
+                  and name.fullmatch(node.value)]
+    assert len(code) > 20 and not spelt, spelt

@@ -1,21 +1,12 @@
 """Compare_experiments: the ResNet-18 path on generated CIFAR-10 files, probes and sensitivity scripts,
 the plots and the summary table."""
-import importlib.util
 import math
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT, requires_mnist, write_cifar
+from conftest import requires_mnist, script, write_cifar
 from MASC import plots, training
-
-
-def script(path):
-    """A Compare_experiments script imported as a module (its main takes argv)."""
-    spec = importlib.util.spec_from_file_location(path.replace("/", "_")[:-3], ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow

@@ -2,23 +2,13 @@
 import pytest
 import torch
 
-from conftest import requires_mnist
-from test_stacking import check_stack_against_each_model
+from conftest import check_stack_against_each_model, requires_mnist
 from MASC import MinimumAngleSubspaceClassifier, data, models, training
 from MASC.corruption import corrupt_labels
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-FLAGS = [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"),
-         (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic")]
-
-
-@pytest.fixture(autouse=True)
-def restore_backend_flags():
-    """These tests pin TF32 and cuDNN settings; put them back for the tests that follow."""
-    saved = [getattr(owner, name) for owner, name in FLAGS]
-    yield
-    for (owner, name), value in zip(FLAGS, saved):
-        setattr(owner, name, value)
+# these tests pin TF32 and cuDNN settings: backend_flags puts them back for the tests that follow
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+              pytest.mark.usefixtures("backend_flags")]
 
 
 def group(model, graphs, n=1000, k=3):

@@ -5,21 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import record_weights_each_epoch, requires_mnist
+from conftest import QUIET, record_weights_each_epoch, requires_mnist
 from MASC import data, experiments, models, readout, results, retrain, runs, training
 from MASC.corruption import RunLabels, corrupt_labels, holdout_rows
 from MASC.masc import MinimumAngleSubspaceClassifier
 
 pytestmark = [requires_mnist, pytest.mark.slow]  # trains models
-QUIET = dict(device="cpu", progress=False, log=lambda *_: None)
-
-
-@pytest.fixture
-def small_test_set(monkeypatch, data_root):
-    """Real MNIST, with the test split cut to 200 images to keep the tests fast."""
-    real = data.load
-    monkeypatch.setattr(data, "load", lambda name, root=None, train=True:
-                        real(name, data_root, train).first(None if train else 200))
 
 
 def row_of_image(images):
@@ -93,12 +84,6 @@ def test_readout_in_batches_equals_one_batch(data_root):
 
 # 3. ---------------------------------------------------------------------------------------------
 
-def memorise(out, p=0.8, holdout=0.1):
-    """A tiny 'memorised' CNN: 128 MNIST samples less the hold-out, one epoch."""
-    training.train([training.Run("MNIST", "CNN", p, 1, seed=1)], out=out, epochs=1, subset=128,
-                   holdout=holdout, **QUIET)
-
-
 def captured_fine_tuning(monkeypatch):
     """Replace retrain.fine_tune by a recorder of what it is given (one epoch, weights unchanged)."""
     calls = []
@@ -114,10 +99,10 @@ def captured_fine_tuning(monkeypatch):
 
 
 def test_fine_tuning_gets_masc_relabels_of_the_chosen_layer(tmp_path, small_test_set, data_root,
-                                                            monkeypatch):
+                                                            monkeypatch, tiny_runs):
     """The labels handed to fine-tuning are the chosen layer's MASC predictions on the trained-on
     rows, the same in read-out batches of 50 (break: fine-tune on the old corrupted labels)."""
-    memorise(tmp_path)
+    tiny_runs(tmp_path, holdout=0.1)
     calls = captured_fine_tuning(monkeypatch)
     trained = runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1)
     summary = retrain.retrain(trained, readout=readout.Settings(device="cpu"), log=lambda *_: None)
@@ -147,11 +132,11 @@ def test_fine_tuning_gets_masc_relabels_of_the_chosen_layer(tmp_path, small_test
 
 @pytest.mark.parametrize("protocol", ["clean", "reference"])
 def test_retrain_keeps_the_best_epoch_under_clean_and_the_last_under_reference(
-        tmp_path, small_test_set, monkeypatch, protocol):
+        tmp_path, small_test_set, monkeypatch, protocol, tiny_runs):
     """Scripted validation accuracies 10, 30, 20, 20, 20: patience 3 stops after epoch 5, the best
     is epoch 2. The clean protocol saves epoch 2's weights, the reference the last epoch's
     (break: no best-epoch restore under --protocol clean)."""
-    memorise(tmp_path)
+    tiny_runs(tmp_path, holdout=0.1)
     val_size = len(holdout_rows(128, 0.1)) if protocol == "clean" else 40  # test20 of 200
     scores = iter([10.0, 30.0, 20.0, 20.0, 20.0])
     monkeypatch.setattr(training.Trainer, "evaluate", lambda self, split, labels=None:
@@ -163,7 +148,7 @@ def test_retrain_keeps_the_best_epoch_under_clean_and_the_last_under_reference(
     assert len(snapshots) == 5 and summary.epochs_run[0] == 5 and summary.best_epoch[0] == 2
     kept = 2 if protocol == "clean" else 5
     assert summary.kept_epoch[0] == kept
-    folder = results.retrain_dir(tmp_path, "MNIST", "CNN", 0.8, 1, "corrupted", protocol)
+    folder = results.RunKey(tmp_path, "MNIST", "CNN", 0.8, 1).retrain_dir("corrupted", protocol)
     saved = torch.load(folder / f"model_{kept - 1}.pth", weights_only=True)
     assert all(torch.equal(saved[k], snapshots[kept - 1][k]) for k in snapshots[0])
     other = snapshots[4] if protocol == "clean" else snapshots[1]

@@ -24,7 +24,7 @@ def test_a_stack_of_one_trains_like_a_plain_module_and_optimiser(model, n, monke
     predictions against the reference's loop (model(x), mean cross-entropy, the model's
     optimiser from models.make_optimiser, zero_grad / backward / step) on the same batches."""
     real = data.normalise
-    monkeypatch.setattr(data, "normalise", lambda images, name: real(images, name).double())
+    monkeypatch.setattr(data, "normalise", lambda images, *args: real(images, *args).double())
     torch.manual_seed(0)
     images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8)
     labels = torch.randint(0, 10, (n,))
@@ -123,7 +123,7 @@ def test_a_run_stops_once_its_running_accuracy_reaches_the_datasets_threshold(tm
                           log=lambda *_: None)
     folder = results.run_dir(tmp_path, name, "CNN", 0.0, 1)
     assert done[run] == folder / "model_1.pth"
-    state = results.load_progress(folder)
+    state = results.RunKey(tmp_path, name, "CNN", 0.0, 1).load_progress()
     assert state["epoch"] == 2 and state["reached_target"] is True
     assert [row[1] for row in state["history"]] == scripted[:2]
 
@@ -142,7 +142,7 @@ def test_per_sample_batchnorm_equals_train_mode_batchnorm_on_one_image_at_a_time
     images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
     names = layers.layer_names(net)
     ours = readout.Reader(net, "CIFAR10", per_sample_bn=True, batch_size=3).collect(images)[0]
-    evaluated = readout.Reader(net, "CIFAR10").collect(images)[0]
+    evaluated = readout.Reader(net, "CIFAR10", per_sample_bn=False).collect(images)[0]
     for i in range(len(images)):
         alone = copy.deepcopy(net).train()  # the reference: train-mode BatchNorm on a batch of one
         with torch.no_grad():

@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from conftest import requires_mnist
+from conftest import requires_mnist, script
 from MASC import data, noise, plots, readout, results, runs
 from MASC.errors import MASCError
-from test_retrain import memorise, small_test_set  # noqa: F401 (a fixture)
-
-from test_compare import script
 
 label_noise = script("Compare_experiments/label_noise/label_noise.py")
 make_plots = script("Compare_experiments/plotting/make_plots.py")
@@ -108,9 +108,13 @@ def test_missing_cleanlab_is_one_clear_error(monkeypatch, missing):
 def test_probe_probabilities_are_out_of_sample_and_need_enough_rows_per_class():
     g = torch.Generator().manual_seed(0)
     X = torch.cat([torch.randn(30, 5, generator=g) + 6 * torch.eye(5)[c] for c in range(3)])
+    X = torch.cat([X, torch.zeros(90, 1)], 1)
+    X[0, 5] = 1  # a feature of row 0 alone: a probe fitted on row 0 can memorise its label ...
     y = np.repeat(np.arange(3), 30)
-    y[0] = 1  # a row of class 0 labelled 1: out of sample, its probe does not believe the label
-    probs = noise.probe_probabilities(X, y, num_classes=3, folds=5)
+    y[0] = 1  # ... a row of class 0 labelled 1
+    in_sample = make_pipeline(StandardScaler(), LogisticRegression(max_iter=noise.PROBE_MAX_ITER))
+    assert in_sample.fit(X.numpy(), y).predict(X[:1].numpy()).tolist() == [1]  # it does
+    probs = noise.probe_probabilities(X, y, num_classes=3, folds=5)  # out of sample it cannot
     assert probs.shape == (90, 3) and np.allclose(probs.sum(1), 1)
     assert probs[0].argmax() == 0 and probs[0, 1] < 0.5
     assert (probs[1:].argmax(1) == y[1:]).mean() > 0.95
@@ -192,9 +196,10 @@ def test_summary_figure_has_a_panel_per_metric_and_degree_and_a_marker_per_sourc
 
 @requires_mnist
 @pytest.mark.slow
-def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypatch, small_test_set):
+def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypatch, small_test_set,
+                                                            tiny_runs):
     pytest.importorskip("cleanlab")
-    memorise(tmp_path, 0.8, holdout=0.1)
+    tiny_runs(tmp_path, holdout=0.1)
     scores, table, seconds = noise.detect(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1),
                                           folds=3, log=lambda *_: None)
     assert len(scores) == 115 and table.chosen.sum() == 1 and set(seconds) == set(noise.DETECTORS)
@@ -226,9 +231,9 @@ def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypat
 
 @requires_mnist
 @pytest.mark.slow
-def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
+def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys, tiny_runs):
     pytest.importorskip("cleanlab")
-    memorise(tmp_path, 0.8, holdout=0.1)
+    tiny_runs(tmp_path, holdout=0.1)
     args = ["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1", "--out", str(tmp_path),
             "--device", "cpu", "--folds", "3", "--max-epochs", "1"]
     label_noise.main(args + ["--variants", "cleanlab_prune"])
@@ -250,12 +255,14 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
     table = (folder.parent / "table.md").read_text()
     assert "| CNN | MNIST | 0.8 | cleanlab_softmax | 1 |" in table and "masc_relabel" in table
 
-    memorise(tmp_path, 0.0, holdout=0.1)  # the same rows, true labels: its features score p = 0.8's
-    label_noise.main(args + ["--features", "clean", "--variants"])
-    clean = pd.read_csv(folder.parent / "clean_features" / "0.8" / "Run_1_scores.csv")
+    tiny_runs(tmp_path, corrs=(0.0,), holdout=0.1)  # the same rows, true labels: its features
+    label_noise.main(args + ["--features", "clean", "--variants"])  # score p = 0.8's labels
+    clean_folder = results.tidy_dir(tmp_path, "label_noise_clean", "MNIST", "CNN") / "0.8"
+    clean = pd.read_csv(clean_folder / "Run_1_scores.csv")
     own = pd.read_csv(folder / "Run_1_scores.csv")
     assert list(clean.row) == list(own.row) and list(clean.given) == list(own.given)
     assert not np.allclose(clean.masc_score, own.masc_score)  # other features
+    assert clean.features_checkpoint_epoch.notna().all()  # the p = 0.0 weights' provenance too
     with pytest.raises(SystemExit):
         label_noise.main(args + ["--features", "clean", "--variants", "cleanlab_prune"])
     make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
@@ -264,6 +271,17 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys):
     assert (tmp_path / "plots" / "label_noise_MNIST_CNN.md").read_text() == table
     assert "| CNN | MNIST | 0.8 | MASC | 1 |" in (
         tmp_path / "plots" / "label_noise_MNIST_CNN_clean_features.md").read_text()
+    # other settings (case 4 of the fault matrix: the earlier settings' scores and retrainings
+    # were reported as the new ones): scored and retrained again, and recorded
+    label_noise.main(args + ["--variants", "cleanlab_prune", "--threshold", "0.5", "--folds", "4"])
+    rescored = pd.read_csv(folder / "Run_1_scores.csv")
+    assert rescored.threshold.eq(0.5).all() and rescored.folds.eq(4).all()
+    again = pd.read_csv(folder / "Run_1_retrain.csv")
+    assert list(again.variant) == ["cleanlab_prune"] and again.threshold.eq(0.5).all()
+    label_noise.main(args + ["--variants", "cleanlab_prune", "--threshold", "0.5", "--folds", "4",
+                             "--max-epochs", "2"])  # retrained again, not scored again
+    assert pd.read_csv(folder / "Run_1_scores.csv").equals(rescored)
+    assert pd.read_csv(folder / "Run_1_retrain.csv").max_epochs.tolist() == [2]
 
 
 fixed_features = script("Compare_experiments/label_noise/fixed_features.py")
@@ -275,13 +293,13 @@ def test_fixed_features_scores_every_features_only_detector_on_real_pixels(tmp_p
     """fixed_features.py on 200 real MNIST images at p = 0.4: each features-only detector gets a
     metrics row (no softmax: no network), the corrupted count is the run's own draw, MASC and the
     k-NN vote rank the wrong labels well above chance on raw pixels (measured: AUROC 0.94-0.95 on
-    300 images), and a rerun scores nothing again (break: score_labels's MASC in-sample, cv=None,
+    300 images), and a rerun scores nothing again unless its settings differ (break: score_labels's MASC in-sample, cv=None,
     and its AUROC falls to 0.57)."""
     pytest.importorskip("cleanlab")
     args = ["-corr", "0.4", "-run", "1", "-dataset", "MNIST", "-model", "pixels", "--subset", "200",
             "--folds", "3", "--out", str(tmp_path)]
     fixed_features.main(args)
-    folder = results.tidy_dir(tmp_path, "label_noise_features", "MNIST", "pixels")
+    folder = results.tidy_dir(tmp_path, "label_noise_pixels", "MNIST", "pixels")
     metrics = pd.read_csv(folder / "0.4" / "Run_1_metrics.csv")
     assert list(metrics.detector) == [d for d in noise.DETECTORS if d != "cleanlab_softmax"]
     assert (metrics.n_rows == 200).all() and metrics.n_corrupted.between(60, 100).all()
@@ -293,3 +311,5 @@ def test_fixed_features_scores_every_features_only_detector_on_real_pixels(tmp_p
     fixed_features.main(args)
     assert (folder / "0.4" / "Run_1_metrics.csv").stat().st_mtime_ns == stamp
     assert "labels wrong" not in capsys.readouterr().out
+    fixed_features.main(args + ["--threshold", "0.5"])  # other settings: scored again, recorded
+    assert pd.read_csv(folder / "0.4" / "Run_1_metrics.csv").threshold.eq(0.5).all()

@@ -5,18 +5,9 @@ import torch
 
 from MASC import MinimumAngleSubspaceClassifier as MASC
 from MASC.errors import MASCError
-from conftest import DATA
+from conftest import DATA, blobs
 from MASC import models
 from MASC.naive import naive_angles, naive_fit, naive_predict
-
-
-def blobs(n_per_class, dim, classes=4, seed=0, rank=None):
-    g = torch.Generator().manual_seed(seed)
-    mix = torch.randn(rank or dim, dim, generator=g)
-    X = torch.cat([torch.randn(n_per_class, rank or dim, generator=g) @ mix * 0.4
-                   + 2 * torch.randn(1, dim, generator=g) for _ in range(classes)])
-    y = torch.arange(classes).repeat_interleave(n_per_class)
-    return X.float(), y
 
 
 @pytest.mark.parametrize("n_per_class,dim", [(200, 30), (40, 120), (50, 50), (3, 64)])
@@ -48,8 +39,8 @@ def test_gram_route_equals_covariance_route():
     cov._reset()
     cov.partial_fit(X, y)
     for c in range(3):  # force the D x D route for every class
-        rows = torch.cat(cov._rows.pop(c)).double()
-        cov._gram[c] = rows.T @ rows
+        rows = torch.cat(cov._store.rows.pop(c)).double()
+        cov._store.gram[c] = rows.T @ rows
     cov.solve()
     assert list(gram.n_components_) == list(cov.n_components_)
     for a, b in zip(gram.components_, cov.components_):
@@ -64,7 +55,7 @@ def test_partial_fit_in_batches_equals_fit_and_switches_route():
         parts.partial_fit(X[start:start + 37], y[start:start + 37])
     assert list(whole.n_components_) == list(parts.n_components_)
     assert torch.equal(whole.predict(X), parts.predict(X))
-    assert set(parts._gram) == {0, 1, 2, 3}
+    assert set(parts._store.gram) == {0, 1, 2, 3}
 
 
 def test_zero_vector_is_90_degrees_to_every_class_and_goes_to_the_first():

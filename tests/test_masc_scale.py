@@ -1,27 +1,18 @@
 """MASC at scale: fit_labellings (rows stored once, bit-identical to fit), the float32-checked
 prediction (identical to float64), and a scaled-down run of benchmarks/bench_memory.py."""
 import importlib.util
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from MASC import MinimumAngleSubspaceClassifier as MASC
-from MASC import masc
+from MASC import checked, masc
 from MASC.errors import MASCError
-from conftest import DATA, ROOT, requires_mnist
-from test_masc import blobs
+from conftest import DATA, ROOT, blobs, requires_mnist, uneven
 
 CHECKED = masc.CHECKED
-
-
-def uneven(dim=40, sizes=(12, 60, 25, 80), seed=0):
-    """Classes with fewer rows than dimensions (12, 25) and more (60, 80), float32."""
-    g = torch.Generator().manual_seed(seed)
-    X = torch.cat([torch.relu(torch.randn(n, dim, generator=g) @ torch.randn(dim, dim, generator=g)
-                              * 0.3 + torch.randn(1, dim, generator=g)) for n in sizes])
-    y = torch.arange(len(sizes)).repeat_interleave(torch.tensor(sizes))
-    return X.float(), y
 
 
 def test_fit_labellings_is_bit_identical_to_fit_on_both_routes():
@@ -45,7 +36,8 @@ def test_fit_labellings_keeps_no_rows_and_refuses_partial_fit():
     X, y = uneven()
     est = masc.fit_labellings(X, {"true": y})["true"]
     held = [v for v in vars(est).values() if torch.is_tensor(v) and v.shape[0] == len(X)]
-    assert not held and not est._rows and not est._gram and est._shared is None
+    store = est._store
+    assert not held and not store.rows and not store.gram and store.shared is None
     with pytest.raises(MASCError, match="partial_fit cannot extend it"):
         est.partial_fit(X, y)
     assert torch.equal(est.fit(X, y).predict(X), MASC().fit(X, y).predict(X))  # fit starts over
@@ -93,7 +85,7 @@ def test_checked_prediction_re_checks_what_float32_cannot_decide():
                          [1e-30, 0.0], [0.0, 1e30]], dtype=torch.float64)
     assert clf.predict(rows).tolist() == [0, 1, 0, 0, 0, 1] == MASC(1).fit(
         torch.eye(2, dtype=torch.float64), [0, 1]).predict(rows).tolist()
-    assert clf._rechecked == 5  # only (3, 1) is decided in float32
+    assert clf._checked.rechecked == 5  # only (3, 1) is decided in float32
 
 
 def test_near_ties_that_float32_gets_wrong_are_re_checked():
@@ -122,11 +114,62 @@ def test_the_margin_bounds_the_float32_error():
     y = torch.arange(3).repeat_interleave(200)
     clf = MASC(predict_dtype=CHECKED).fit(X, y)
     clf.predict(X[:1])
-    energy = (X @ clf._W32.T).square_() @ clf._member32
+    energy = (X @ clf._checked.W32.T).square_() @ clf._checked.member32
     cos2_32 = energy.double() / torch.linalg.vector_norm(X, dim=1).double().square()[:, None]
     error = (cos2_32 - clf.decision_function(X)).abs()
-    assert (error <= clf._margin / masc.SAFETY).all()
-    assert (error > 0).any() and clf._margin.max() < 0.1  # a real error, a usable margin
+    assert (error <= clf._checked.margin / checked.SAFETY).all()
+    assert (error > 0).any() and clf._checked.margin.max() < 0.1  # a real error, a usable margin
+
+
+def proven_bound(k, D):
+    """The bound on |float32 cos^2 - exact| + |float64 cos^2 - exact| for a class of k components
+    in D dimensions, written out from MASC/checked.py's margins docstring (Higham's gamma_n):
+    e = (2 eps sqrt(k) + k eps^2)(1 + gamma_(k+1)) + gamma_(k+1) + 2 gamma_(D+4) per precision,
+    eps = gamma_D + 3u in float32 (inputs rounded) and gamma_D in float64."""
+    total = 0.0
+    for u, rounded_inputs in ((2.0 ** -24, True), (2.0 ** -53, False)):
+        gamma = [n * u / (1 - n * u) for n in (D, k + 1, D + 4)]
+        eps = gamma[0] + (3 * u if rounded_inputs else 0)
+        total += (2 * eps * math.sqrt(k) + k * eps * eps) * (1 + gamma[1]) + gamma[1] + 2 * gamma[2]
+    return total
+
+
+@pytest.mark.parametrize("D", [2, 1500, 16384])
+def test_the_margin_covers_the_proven_bound(D):
+    ks = [1, 2, 40, 500]
+    margin = checked.margins(ks, D, torch.device("cpu"))
+    bound = torch.tensor([proven_bound(k, D) for k in ks], dtype=torch.float64)
+    assert (margin >= bound).all()  # what the proof needs
+    assert torch.allclose(margin, checked.SAFETY * bound, rtol=1e-12, atol=0)  # every term in it
+
+
+def test_near_ties_inside_the_margin_are_re_checked_and_those_outside_are_not():
+    """Class 0 spans e1, class 1 spans e2 (k = 1) in D = 1000; rows (1, b) whose exact cos^2 gap
+    between the classes is a chosen share of the band 2 x bound (or 2 x SAFETY x bound) in which
+    float32 cannot be trusted. The bound (2.4e-4) dwarfs these rows' actual float32 error."""
+    D = 1000
+    X = torch.zeros(2, D, dtype=torch.float64)
+    X[0, 0] = X[1, 1] = 1
+    fast = MASC(1, predict_dtype=CHECKED).fit(X, [0, 1])
+    exact = MASC(1).fit(X, [0, 1])
+    band = 2 * proven_bound(1, D)  # the bounds of both classes
+
+    def near_ties(gap):
+        """Rows (1, b, w, w, w, 0, ...) with w = 0 or 0.25 (weight off both subspaces): cos^2
+        gap (1 - b^2) / (1 + b^2 + 3 w^2); then the same with the classes swapped."""
+        rows = torch.zeros(4, D, dtype=torch.float64)
+        for i, w in enumerate((0.0, 0.25)):
+            rows[i, :5] = torch.tensor([1, math.sqrt((1 - gap * (1 + 3 * w * w)) / (1 + gap)),
+                                        w, w, w])
+        rows[2:] = rows[:2, [1, 0, *range(2, D)]]
+        return rows
+
+    for share, re_checked in ((0.95, True), (0.95 * checked.SAFETY, True),
+                              (1.05 * checked.SAFETY, False)):
+        rows = near_ties(share * band)
+        assert torch.equal(fast.predict(rows), exact.predict(rows))
+        assert torch.equal(exact.predict(rows), torch.tensor([0, 0, 1, 1]))
+        assert fast._checked.rechecked == (4 if re_checked else 0), (share, fast._checked.rechecked)
 
 
 def test_tf32_or_reduced_precision_falls_back_to_float64(monkeypatch):
@@ -134,7 +177,7 @@ def test_tf32_or_reduced_precision_falls_back_to_float64(monkeypatch):
     clf = MASC(predict_dtype=CHECKED).fit(X, y)
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
     assert torch.equal(clf.predict(X), MASC().fit(X, y).predict(X))
-    assert clf._W32 is None  # the float32 route was not taken
+    assert clf._checked is None  # the float32 route was not taken
 
 
 @requires_mnist

@@ -109,20 +109,6 @@ def test_missing_memorised_model_names_the_training_command(tmp_path, capsys):
     assert error.count("\n") == 1 and "pytorch_training.py -corr 0.8" in error
 
 
-@pytest.fixture
-def small_test_set(monkeypatch, data_root):
-    """Real MNIST, with the test split cut to 200 images to keep the tests fast."""
-    real = data.load
-    monkeypatch.setattr(data, "load", lambda name, root=None, train=True:
-                        real(name, data_root, train).first(None if train else 200))
-
-
-def memorise(out, p, holdout=0.0):
-    """A tiny 'memorised' CNN: 128 MNIST samples (one batch, less the hold-out), 1 epoch."""
-    training.train([training.Run("MNIST", "CNN", p, 1, seed=1)], out=out, device="cpu", epochs=1,
-                   subset=128, holdout=holdout, progress=False, log=lambda *_: None)
-
-
 def run_script(out, p, *flags):
     pytorch_retrain_early.main(["-corr", str(p), "-model", "CNN", "-dataset", "MNIST", "-run", "1",
                                 "--out", str(out), "--device", "cpu", *flags])
@@ -131,8 +117,8 @@ def run_script(out, p, *flags):
 
 @requires_mnist
 @pytest.mark.slow
-def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
-    memorise(tmp_path, 0.8)
+def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set, tiny_runs):
+    tiny_runs(tmp_path)
     tidy = run_script(tmp_path, 0.8, "--max-epochs", "2")
     summary = pd.read_csv(tidy / "Run_1_reference_summary.csv")
     assert list(summary.subspaces_from) == ["corrupted", "original"]
@@ -149,7 +135,8 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
         mine = layers[layers.subspaces_from == row.subspaces_from]
         assert row.layer == mine.layer[mine.masc_val_acc.idxmax()] and mine.chosen.sum() == 1
 
-    base = results.retrain_reference_dir(tmp_path, "MNIST", "CNN", 0.8)
+    files = results.RunKey(tmp_path, "MNIST", "CNN", 0.8, 1).reference_retrain_files("corrupted")
+    base = files["history"].parents[1]
     history = pd.read_csv(base / "Retrain_Acc_corr" / "Run_1.csv", index_col=0)
     assert list(history.columns) == ["epoch", "Train_accuracy", "Test_accuracy_80", "Test_accuracy_20"]
     assert history.Test_accuracy_80.iloc[-1] == pytest.approx(100 * summary.test_acc_final[0])
@@ -157,30 +144,30 @@ def test_script_end_to_end_on_a_tiny_memorised_model(tmp_path, small_test_set):
     percent = pd.read_csv(base / "percentages_data_change" / "Run_1_percent.csv", index_col=0)
     assert percent.per_wlrc_org[0] == pytest.approx(100 * summary.wrong_relabelled_correctly[1])
     assert (base / "angle_results_exp3" / "Run_1" / "0" / "layer_fc1_acc_overall_test_80.csv").exists()
-    folder = results.retrain_dir(tmp_path, "MNIST", "CNN", 0.8, 1, "corrupted", "reference")
+    folder = results.RunKey(tmp_path, "MNIST", "CNN", 0.8, 1).retrain_dir("corrupted", "reference")
     assert [f.name for f in folder.glob("model_*.pth")] == [f"model_{summary.kept_epoch[0] - 1}.pth"]
 
     with pytest.raises(SystemExit):  # this model saw every training row: no clean hold-out
         run_script(tmp_path, 0.8, "--protocol", "clean")
-    memorise(tmp_path / "held", 0.8, holdout=0.1)
+    tiny_runs(tmp_path / "held", holdout=0.1)
     tidy = run_script(tmp_path / "held", 0.8, "--protocol", "clean", "--subspaces", "corrupted",
                       "--max-epochs", "1")
     clean = pd.read_csv(tidy / "Run_1_clean_summary.csv")
     assert clean.n_train[0] == 115 and clean.kept_epoch[0] == clean.best_epoch[0]
     assert clean.test_acc_final[0] == clean.test_acc_best_epoch[0]
-    folder = results.retrain_dir(tmp_path / "held", "MNIST", "CNN", 0.8, 1, "corrupted", "clean")
+    folder = results.RunKey(tmp_path / "held", "MNIST", "CNN", 0.8, 1).retrain_dir("corrupted", "clean")
     assert folder.name == "Run_1" and folder.parent.name == "corr_subspace_clean"
     assert [f.name for f in folder.glob("model_*.pth")] == [f"model_{clean.best_epoch[0] - 1}.pth"]
 
 
 @requires_mnist
 @pytest.mark.slow
-def test_no_corruption_gives_not_applicable_statistics(tmp_path, small_test_set):
-    memorise(tmp_path, 0.0)
+def test_no_corruption_gives_not_applicable_statistics(tmp_path, small_test_set, tiny_runs):
+    tiny_runs(tmp_path, (0.0,))
     tidy = run_script(tmp_path, 0.0, "--subspaces", "original", "--max-epochs", "1")
     summary = pd.read_csv(tidy / "Run_1_reference_summary.csv")
     assert summary.n_corrupted[0] == 0
     assert summary[["net_change", "detector_precision", "detector_recall"]].isna().all(axis=None)
-    base = results.retrain_reference_dir(tmp_path, "MNIST", "CNN", 0.0)
+    base = results.RunKey(tmp_path, "MNIST", "CNN", 0.0, 1).reference_retrain_files("original")["history"].parents[1]
     assert (base / "Retrain_Acc_org" / "Run_1.csv").exists()
     assert not (base / "percentages_data_change").exists()  # the reference writes it only for p > 0

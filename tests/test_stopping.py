@@ -45,14 +45,14 @@ def signal_while_training(out, data_root, signum, epochs=12):
 def test_sigterm_saves_progress_and_the_rerun_equals_an_uninterrupted_run(tmp_path, data_root):
     code, output = signal_while_training(tmp_path / "cut", data_root, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM, output
-    saved = results.load_progress(folder(tmp_path / "cut"))
+    saved = results.load_progress(folder(tmp_path / "cut") / "progress.pt")
     assert saved is not None and 0 < saved["epoch"] < 12, output  # no periodic save before 1000
     assert f"SIGTERM: progress saved after {saved['epoch']} epochs" in output
     for out in (tmp_path / "cut", tmp_path / "whole"):  # the rerun resumes; the other runs through
         done = start_training(out, data_root, 12)
         output, _ = done.communicate(timeout=300)
         assert done.returncode == 0, output
-    csvs = [pd.read_csv(results.accuracy_csv(out, "MNIST", "CNN", 0.8, 1))
+    csvs = [pd.read_csv(results.RunKey(out, "MNIST", "CNN", 0.8, 1).accuracy_csv)
             for out in (tmp_path / "cut", tmp_path / "whole")]
     pd.testing.assert_frame_equal(*csvs)
     assert len(csvs[0]) == 12
@@ -67,7 +67,7 @@ def test_ctrl_c_saves_progress_too(tmp_path, data_root):
     code, output = signal_while_training(tmp_path, data_root, signal.SIGINT)
     assert code == 130, output
     assert "saved progress is kept" in output and "Traceback" not in output
-    assert 0 < results.load_progress(folder(tmp_path))["epoch"] < 12
+    assert 0 < results.load_progress(folder(tmp_path) / "progress.pt")["epoch"] < 12
 
 
 def test_a_signal_is_deferred_then_handed_to_the_handler_it_replaced():

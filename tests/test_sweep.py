@@ -3,12 +3,15 @@ the command line's errors.
 
 The Slurm tests skip with one line where no cluster answers; with MASC_REQUIRE_SLURM=1 (set by
 .ci/run, which starts one) they fail instead."""
+import contextlib
 import functools
 import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -81,7 +84,7 @@ def wait_for_lock(out, p, run, timeout=180):
 
 def same_results(out, reference, runs, epochs):
     for p, run in runs:
-        for path in (results.accuracy_csv, lambda *a: results.masc_csv(*a, exp=1)):
+        for path in (lambda *a: results.RunKey(*a).accuracy_csv, lambda *a: results.masc_csv(*a, exp=1)):
             pd.testing.assert_frame_equal(
                 pd.read_csv(path(out, "MNIST", "CNN", p, run)).filter(MASC_COLUMNS + ["epoch"]),
                 pd.read_csv(path(reference, "MNIST", "CNN", p, run)).filter(MASC_COLUMNS + ["epoch"]))
@@ -152,6 +155,50 @@ def test_a_local_sweep_runs_as_processes_and_its_status_reads_the_files(tmp_path
     assert table.state.tolist() == ["finished", "finished"]
     assert table.job_state.tolist() == ["COMPLETED", "COMPLETED"]
     assert all(os.path.exists(log) for log in table.log)
+
+
+class RecordingExecutor:
+    """Stands in for submitit.AutoExecutor on Slurm: runs nothing; records each submitted job with
+    the parameters in force when it was submitted. Job ids are Slurm's: ARRAY_TASK, arrays 100,
+    200, ..."""
+
+    submitted = []  # (function, task kwargs, parameters), in order
+
+    def __init__(self, folder, cluster, **kwargs):
+        self.folder, self.parameters, self.arrays, self.tasks = folder, {}, 0, 0
+
+    def update_parameters(self, **kwargs):
+        self.parameters.update(kwargs)
+
+    @contextlib.contextmanager
+    def batch(self):
+        self.arrays, self.tasks = self.arrays + 1, 0
+        yield
+
+    def submit(self, function, **task):
+        RecordingExecutor.submitted.append((function, task, dict(self.parameters)))
+        job_id, self.tasks = f"{100 * self.arrays}_{self.tasks}", self.tasks + 1
+        folder = Path(str(self.folder).replace("%j", job_id))
+        return SimpleNamespace(job_id=job_id, paths=SimpleNamespace(
+            folder=folder, stdout=folder / "out", stderr=folder / "err"))
+
+
+def test_masc_jobs_wait_for_every_training_job_to_succeed(tmp_path, monkeypatch, capsys):
+    """On Slurm the MASC array is submitted with afterok on the training array (checked with a
+    recording executor, no cluster); the training array waits for nothing."""
+    monkeypatch.setattr(RecordingExecutor, "submitted", [])
+    monkeypatch.setattr(sweep.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(submitit, "AutoExecutor", RecordingExecutor)
+    sweep.main(["submit", "-dataset", "MNIST", "-model", "CNN", "-corr", "0.0", "0.8", "-run", "1",
+                "--per-run", "--cluster", "slurm", "--out", str(tmp_path), "--name", "s"])
+    train = [job for job in RecordingExecutor.submitted if isinstance(job[0], sweep.Train)]
+    masc = [job for job in RecordingExecutor.submitted if isinstance(job[0], sweep.Masc)]
+    assert len(train) == 2 and len(masc) == 2 and len(RecordingExecutor.submitted) == 4
+    assert all("slurm_dependency" not in parameters for _, _, parameters in train)
+    assert [parameters.get("slurm_dependency") for _, _, parameters in masc] == ["afterok:100"] * 2
+    assert [task["run"]["corrupt"] for _, task, _ in masc] == [0.0, 0.8]
+    recorded = [task["job_id"] for task in tasks(tmp_path, "s")]
+    assert recorded == ["100_0", "100_1", "200_0", "200_1"]  # the ids the dependency names
 
 
 def error_of(argv, capsys):

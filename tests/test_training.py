@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import requires_mnist
+from conftest import record_weights_each_epoch, requires_mnist
 from MASC import data, models, results, training
 from MASC.corruption import RunLabels
 from MASC.errors import MASCError
@@ -14,21 +14,13 @@ pytestmark = [requires_mnist, pytest.mark.slow]  # every test here but one train
 SUBSET = 300
 
 
-@pytest.fixture
-def small_test_set(monkeypatch, data_root):
-    """Real MNIST, with the test split cut to 500 images to keep the tests fast."""
-    real = data.load
-    monkeypatch.setattr(data, "load", lambda name, root=None, train=True:
-                        real(name, data_root, train).first(None if train else 500))
-
-
 def set_target(monkeypatch, accuracy):
     monkeypatch.setitem(data.DATASETS, "MNIST",
                         dataclasses.replace(data.DATASETS["MNIST"], stop_accuracy=accuracy))
 
 
 def history(out, run):
-    return pd.read_csv(results.accuracy_csv(out, run.dataset, run.model, run.corrupt, run.run))
+    return pd.read_csv(run.key(out).accuracy_csv)
 
 
 def weights(out, run):
@@ -46,7 +38,7 @@ def test_single_run_writes_reference_files(tmp_path, small_test_set):
     done = train([run], tmp_path, epochs=2)
     folder = results.run_dir(tmp_path, "MNIST", "CNN", 0.8, 1)
     assert done[run] == folder / "model_1.pth" and done[run].exists()
-    text = results.accuracy_csv(tmp_path, "MNIST", "CNN", 0.8, 1).read_text().splitlines()
+    text = results.RunKey(tmp_path, "MNIST", "CNN", 0.8, 1).accuracy_csv.read_text().splitlines()
     assert text[0] == ",epoch,Train_accuracy,Test_accuracy" and text[1].startswith("0,1,")
     assert len(text) == 3
     corrupted, true = np.load(folder / "labels.npz")["corrupted"], np.load(folder / "labels.npz")["true"]
@@ -56,6 +48,32 @@ def test_single_run_writes_reference_files(tmp_path, small_test_set):
     tidy = pd.read_csv(results.tidy_dir(tmp_path, "training", "MNIST", "CNN") / "0.8_Run_1.csv")
     assert list(tidy.columns[:5]) == ["dataset", "model", "corrupt", "run", "seed"]
     assert tidy.test_acc.between(0, 1).all()
+
+
+def test_the_csvs_test_accuracy_is_the_final_checkpoints_on_the_test_images(tmp_path,
+                                                                           small_test_set,
+                                                                           monkeypatch):
+    """The reference CSV's and the tidy CSV's last test accuracy is that of the final checkpoint,
+    reloaded into a plain model, on the (500) test images; each earlier row is that of the
+    weights after its own epoch."""
+    snapshots = record_weights_each_epoch(monkeypatch)
+    run = training.Run("MNIST", "CNN", 0.0, 1, seed=1)
+    train([run], tmp_path, epochs=3)
+    test, net = data.load("MNIST", train=False), models.build("CNN", "MNIST").eval()
+
+    def accuracy(state):
+        net.load_state_dict(state)
+        with torch.no_grad():
+            predicted = net(data.normalise(test.images, "MNIST")).argmax(1)
+        return 100 * (predicted == test.labels).double().mean().item()
+
+    rows = history(tmp_path, run).Test_accuracy
+    final = accuracy(weights(tmp_path, run))
+    assert rows.iloc[-1] == pytest.approx(final)
+    tidy = pd.read_csv(results.tidy_dir(tmp_path, "training", "MNIST", "CNN") / "0.0_Run_1.csv")
+    assert tidy.test_acc.iloc[-1] == pytest.approx(final / 100)
+    assert rows.tolist() == pytest.approx([accuracy(state) for state in snapshots])
+    assert rows.nunique() > 1  # a row measured with another epoch's weights would show
 
 
 def test_hold_out_rows_are_never_trained_on(tmp_path, small_test_set):
@@ -110,6 +128,21 @@ def test_stacked_runs_equal_separate_runs_and_stop_on_their_own(tmp_path, small_
     assert len(history(tmp_path / "stacked", runs[0])) <= 2 and len(history(tmp_path / "stacked", runs[1])) == 4
 
 
+def test_shuffled_runs_of_a_stack_each_follow_their_own_order(tmp_path, small_test_set):
+    """With shuffle, each run of a stack trains as it does alone (its own seeded order), which
+    is not the fixed order."""
+    runs = [training.Run("MNIST", "CNN", p, r, seed=10 + r) for p, r in ((0.0, 1), (0.8, 1), (0.8, 2))]
+    train(runs, tmp_path / "stacked", epochs=2, stack=True, shuffle=True)
+    for run in runs:
+        train([run], tmp_path / "alone", epochs=2, shuffle=True)
+        pd.testing.assert_frame_equal(history(tmp_path / "stacked", run), history(tmp_path / "alone", run))
+        a, b = weights(tmp_path / "stacked", run), weights(tmp_path / "alone", run)
+        assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a), run  # as in the test above
+    train(runs[1:2], tmp_path / "fixed", epochs=2)
+    a, b = weights(tmp_path / "alone", runs[1]), weights(tmp_path / "fixed", runs[1])
+    assert not all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)  # shuffling changed it
+
+
 def test_epoch_order_is_seeded_and_device_independent():
     a, b = training.epoch_order(3, 7, 100), training.epoch_order(3, 7, 100)
     assert torch.equal(a, b) and not torch.equal(a, training.epoch_order(3, 8, 100))
@@ -125,7 +158,7 @@ def test_sweep_form_of_the_script_writes_every_run(tmp_path, small_test_set, cap
                            str(tmp_path)])
     for p in (0.0, 0.8):
         for r in (1, 2):
-            assert results.accuracy_csv(tmp_path, "MNIST", "CNN", p, r).exists()
+            assert results.RunKey(tmp_path, "MNIST", "CNN", p, r).accuracy_csv.exists()
             assert (results.run_dir(tmp_path, "MNIST", "CNN", p, r) / "model_0.pth").exists()
     assert capsys.readouterr().out.count("model_0.pth") == 4
     from MASC import cli

@@ -10,8 +10,8 @@ COST_{ds}_{model} (fit and predict seconds and GFLOPs per probe and layer); and 
 summary table (Table_values) as table_values.csv (fractions) and table_values.md (%): per
 (dataset, model, p) the network's final test accuracy, the best test accuracy it reached at any
 epoch of training, and the best layer's MASC test accuracy with corrupted and original-label
-subspaces (max over layers of the mean over runs). From results/label_noise (the label-noise
-study): LABEL_NOISE_{ds}_{model} (precision-recall curves of every detector, a panel per p),
+subspaces (max over layers of the mean over runs). From results/label_noise and
+results/label_noise_clean (the label-noise study, and its --features clean): LABEL_NOISE_{ds}_{model} (precision-recall curves of every detector, a panel per p),
 LABEL_NOISE_SUMMARY_{ds}_{model} (F1 and AUROC of every detector per p, mean and min-max over runs,
 on the memorised network's features and, where scored, the p = 0.0 network's; Confident
 Learning's published F1 shaded) and label_noise_{ds}_{model}[_clean_features].md / .csv (detection
@@ -49,7 +49,7 @@ def main(argv=None):
         for (dataset, model), group in summary.groupby(["dataset", "model"]):
             written += plots.save(plots.sensitivity_figure(group, dataset, model),
                                   stem("SENSITIVITY", dataset, model))
-    for folder in sorted((results.tidy_root(args.out) / "label_noise").glob("*_*")):
+    for folder in sorted(results.kind_folders(args.out, "label_noise")):
         if not noise.study_files(folder, "metrics"):
             continue
         detectors, retrained = noise.study_summary(folder)
@@ -59,7 +59,7 @@ def main(argv=None):
                                   stem("LABEL_NOISE", dataset, model))
         tables = {folder.name: (detectors, retrained)}
         summaries = {"memorised network's features": detectors}
-        clean = folder / "clean_features"  # label_noise.py --features clean
+        clean = results.tidy_root(args.out) / results.LABEL_NOISE["clean"] / folder.name
         if noise.study_files(clean, "metrics"):
             tables[f"{folder.name}_clean_features"] = noise.study_summary(clean)
             summaries["p = 0.0 network's features"] = tables[f"{folder.name}_clean_features"][0]

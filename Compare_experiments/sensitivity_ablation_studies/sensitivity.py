@@ -14,45 +14,48 @@ per p, threshold, labelling and layer).
 # Defaults: edit them here or override them on the command line.
 THRESHOLDS = [0.25, 0.5, 0.75, 0.99, 1]
 LABELS = ["corrupted"]   # subspaces from the corrupted labels (the reference's study); add "original"
-LAYERS = None
-SUBSET = None
-TEST_SUBSET = None
-PER_SAMPLE_BN = True   # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
-BATCH = 1000
-DEVICE = "auto"
-DATA = None
-OUT = "."
+# The others are the settings groups' (--help lists them): the read-out (MASC/readout.py,
+# Settings; activations are held in memory here) and DEVICE, DATA, OUT.
 
 import pandas as pd  # noqa: E402
 
 from MASC import cli, plots, probes, results  # noqa: E402
 from MASC.devices import pick_device  # noqa: E402
 
+_READOUT = cli.without(cli.READOUT, "ROWS_ON_DISK")  # rows in memory
 _GROUP = ["dataset", "model", "corrupt", "labels_from", "threshold", "layer"]
+# runs read with other settings, or of models trained otherwise, are summarised apart
+_APART = ["n_train", "n_test", "per_sample_bn", "label_seed", "subset", "holdout"]
 
 
 def summarise(folder):
     """The t-interval summary of every run's CSV in ``folder`` (written to summary.csv)."""
-    frame = pd.concat([results.read_csv(p) for p in sorted(folder.glob("*/Run_*.csv"))], ignore_index=True)
-    summary = plots.t_summary(frame, _GROUP)
-    network = frame.groupby(_GROUP).model_test_acc.mean().reset_index()
-    return results.write_csv(summary.merge(network, on=_GROUP), folder / "summary.csv")
+    frame = pd.concat([results.read_csv(path) for _, _, path in
+                       results.find_in(folder, "sensitivity")], ignore_index=True)
+    group = _GROUP + [c for c in _APART if c in frame]
+    summary = plots.t_summary(frame, group)
+    network = frame.groupby(group, dropna=False).model_test_acc.mean().reset_index()
+    return results.write_csv(summary.merge(network, on=group), folder / "summary.csv")
 
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals(), many=True, readout=True)
+    p = cli.parser(__doc__.split("\n")[0], globals(), (_READOUT, cli.COMMON), many=True,
+                   readout=True)
     args = p.parse_args(argv)
     device = pick_device(args.device)
     folder = results.tidy_dir(args.out, "sensitivity", args.dataset, args.model)
     settings = cli.readout_settings(args)
     for trained in cli.trained_runs(args):
         acts = probes.layer_activations(trained, settings)
-        frame = pd.concat([probes.evaluate(acts, {"MASC": lambda t=t: probes.make("MASC", device, t)},
-                                           trained.ids(), args.labels).assign(threshold=t)
-                           for t in args.thresholds], ignore_index=True)
-        path = folder / results.p_str(trained.p) / f"Run_{trained.run}.csv"
-        print(f"results: {results.write_csv(frame, path)}")
+        settings = {"per_sample_bn": args.per_sample_bn, **trained.provenance}
+        thresholds = {f"MASC {t}": t for t in args.thresholds}  # every threshold per layer read
+        frame = probes.evaluate(acts, {name: lambda t=t: probes.make("MASC", device, t)
+                                       for name, t in thresholds.items()},
+                                trained.ids(), args.labels, settings=settings)
+        frame = frame.assign(probe="MASC", threshold=frame.probe.map(thresholds)).sort_values(
+            "threshold", key=lambda t: t.map(list(thresholds.values()).index), kind="stable")
+        print(f"results: {results.write_csv(frame, trained.key.sensitivity_csv)}")
     print(f"summary: {summarise(folder)}")
 
 

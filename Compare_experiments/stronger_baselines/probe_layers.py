@@ -11,25 +11,20 @@ x probe with times (s), FLOPs and accuracy (a fraction); rows of probes not reru
 # Defaults: edit them here or override them on the command line.
 PROBES = ["MASC", "LogReg", "NCM", "kNN", "LDA", "QDA"]
 LABELS = ["corrupted", "original"]   # which training labels the probes are fitted on
-THRESHOLD = 0.99      # MASC's share of each class's energy
-LAYERS = None         # None: every probed layer of the model
-SUBSET = None         # None: the training samples the model was trained on
-TEST_SUBSET = None    # None: the whole test set
-PER_SAMPLE_BN = True  # ResNet BatchNorm on each image alone, as the paper read it (--eval-bn: off)
-BATCH = 1000
-DEVICE = "auto"
-DATA = None
-OUT = "."
+# The others are the settings groups' (--help lists them): the read-out (MASC/readout.py,
+# Settings; activations are held in memory here), MASC's THRESHOLD and DEVICE, DATA, OUT.
 
 from MASC import cli, probes, results  # noqa: E402
 from MASC.devices import pick_device  # noqa: E402
 
-_KEYS = ["probe", "labels_from", "layer"]
+_READOUT = cli.without(cli.READOUT, "ROWS_ON_DISK")  # rows in memory
+_KEYS = ["probe", "labels_from", "layer", *results.READOUT_COLUMNS]  # rows of other weights go
 
 
 @cli.main
 def main(argv=None):
-    p = cli.parser(__doc__.split("\n")[0], globals(), many=True, readout=True)
+    p = cli.parser(__doc__.split("\n")[0], globals(), (_READOUT, cli.MASC, cli.COMMON),
+                   many=True, readout=True)
     args = p.parse_args(argv)
     device = pick_device(args.device)
     factories = {name: (lambda name=name: probes.make(name, device, args.threshold))
@@ -37,9 +32,11 @@ def main(argv=None):
     settings = cli.readout_settings(args)
     for trained in cli.trained_runs(args):
         acts = probes.layer_activations(trained, settings)
-        frame = probes.evaluate(acts, factories, trained.ids(), args.labels)
-        path = results.probes_csv(args.out, args.dataset, args.model, trained.p, trained.run)
-        print(f"results: {results.merge_csv(frame, path, _KEYS)}")
+        frame = probes.evaluate(acts, factories, trained.ids(), args.labels, settings={
+            "threshold": args.threshold, "per_sample_bn": args.per_sample_bn,
+            **trained.provenance})
+        path = results.merge_csv(frame, trained.key.probes_csv, _KEYS, results.MODEL_COLUMNS)
+        print(f"results: {path}")
 
 
 if __name__ == "__main__":
