@@ -220,7 +220,7 @@ KNN = 10  # neighbours of the k-NN vote (and of cleanlab's Datalab, its default)
 RUN_KEYS = ["dataset", "model", "corrupt", "run"]
 # Confident Learning's published F1 at 70% wrong labels (other data and model: CIFAR-10, 4-fold
 # out-of-sample probabilities of a ResNet-50), shaded at p = 0.8 (72% wrong) in the summary figure
-PUBLISHED = {("f1", 0.8): (0.70, 0.83, "Confident Learning, CIFAR-10, 70% wrong labels "
+PUBLISHED = {("f1", 0.8): (0.70, 0.83, "Confident Learning, CIFAR-10, 70% wrong labels\n"
                                        "(published; other data and model)")}
 
 

@@ -313,3 +313,7 @@ def test_fixed_features_scores_every_features_only_detector_on_real_pixels(tmp_p
     assert "labels wrong" not in capsys.readouterr().out
     fixed_features.main(args + ["--threshold", "0.5"])  # other settings: scored again, recorded
     assert pd.read_csv(folder / "0.4" / "Run_1_metrics.csv").threshold.eq(0.5).all()
+    make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
+    assert (tmp_path / "plots" / "LABEL_NOISE_SUMMARY_MNIST_pixels.png").exists()
+    assert "| pixels | MNIST | 0.4 | knn_vote | 1 |" in (
+        tmp_path / "plots" / "label_noise_MNIST_pixels.md").read_text()
