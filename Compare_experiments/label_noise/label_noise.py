@@ -52,10 +52,10 @@ def score_run(args, trained, clean, settings):
     key = trained.key
     path = key.label_noise_csv("scores", args.features)
     if path.exists():
-        scores = results.read_csv(path, _SCORE_COLUMNS)
-        if results.same_settings(scores, settings):
+        scores = results.read_csv(path)
+        if results.same_settings(scores, settings) and set(_SCORE_COLUMNS) <= set(scores):
             return scores, results.read_csv(key.label_noise_csv("layers", args.features))
-        print(f"{key}: scored with other settings before; scoring again")
+        print(f"{key}: scored with other settings or detectors before; scoring again")
     tic = time.perf_counter()
     scores, table, seconds = noise.detect(trained, readout=cli.readout_settings(args),
                                           threshold=args.threshold, folds=args.folds,
