@@ -50,7 +50,7 @@ def positive_int(value):
 
 
 def seed(value):
-    """A NumPy seed: a whole number from 0 to 2**32 - 1 (--label-seed, --probe-seed)."""
+    """A NumPy seed: a whole number from 0 to 2**32 - 1 (--label-seed, --fold-seed)."""
     n = _number(value, int, "a whole number from 0 to 4294967295")
     if not 0 <= n < 2 ** 32:
         raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 4294967295 (a NumPy "
@@ -224,9 +224,20 @@ SETTINGS = {
     "PLOTS": Setting("--plots", str, "folder for the figures and tables"),
     "EXPS": Setting("--exps", int, "MASC experiments after training (none: give --exps alone)",
                     nargs="*", choices=(1, 2, 3)),
-    # the label-noise study (Compare_experiments/label_noise)
-    "FOLDS": Setting("--folds", positive_int, "K of the probe's K-fold cross-validation"),
-    "PROBE_SEED": Setting("--probe-seed", seed, "seed of the folds' shuffle"),
+    # finding label issues (python -m MASC.find_label_issues) and the label-noise study
+    # (Compare_experiments/label_noise)
+    "FOLDS": Setting("--folds", positive_int, "K of the stratified K-fold cross-fitting (MASC's, "
+                     "and the study's probe)"),
+    "FOLD_SEED": Setting("--fold-seed", seed, "seed of the folds' shuffle"),
+    "IN_SAMPLE": Setting("--in-sample", None, "judge each sample by subspaces fitted on every "
+                         "sample, itself included (default: by the other folds')",
+                         off="--cross-fitted"),
+    "REPORT": Setting("--report", str, "folder for the per-sample CSV, the per-class table and "
+                      "the image grid"),
+    "TOP": Setting("--top", positive_int, "most suspicious flagged images in the grid"),
+    "FEATURES": Setting("--features", str, "whose layers give the features: own (the memorised "
+                        "network) or clean (the p = 0.0 network of the same run number, trained "
+                        "on the same rows)", choices=("own", "clean")),
     "VARIANTS": Setting("--variants", str, "retraining variants (none: detection only)",
                         nargs="*"),
     # sweeps (python -m MASC.sweep)

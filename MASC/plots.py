@@ -6,6 +6,7 @@ run has MASC rows of both kinds, the probes' own win: they share the other probe
 test rows. The random-init control's MASC rows (``network`` = random-init) are the probe
 :data:`CONTROL`, drawn dashed. Every figure is written as PNG and PDF (matplotlib, Agg backend).
 """
+import itertools
 import math
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from scipy import stats  # noqa: E402
 
 from . import models, results  # noqa: E402
 from .corruption import LABELLINGS  # noqa: E402
+from .errors import MASCError  # noqa: E402
 
 RUN_KEYS = ["dataset", "model", "corrupt", "run"]
 IN_WORDS = {"corrupted": "corrupted labels", "original": "true labels"}
@@ -259,7 +261,9 @@ def _legend(fig, axes):
                frameon=False, fontsize=9)
 
 
-NOISE_COLOURS = {"MASC": "black", "cleanlab_probe": "tab:blue", "cleanlab_softmax": "tab:red"}
+NOISE_COLOURS = {"MASC": "black", "MASC_in_sample": "tab:grey", "knn_vote": "tab:green",
+                 "cleanlab_probe": "tab:blue", "cleanlab_datalab": "tab:purple",
+                 "cleanlab_softmax": "tab:red"}
 
 
 def label_noise_figure(scores, dataset, model, detectors):
@@ -300,4 +304,77 @@ def label_noise_figure(scores, dataset, model, detectors):
     styles = ", ".join(f"run {r} {w}" for r, w in zip(runs, ["solid", "dashed", "dotted", "dash-dot"] * 10))
     fig.suptitle(f"{model} on {dataset}: finding the corrupted training labels\n(dots: the flagged "
                  f"sets; {styles})")
+    return fig
+
+
+def _displayable(images):
+    """Images as (n, H, W) or (n, H, W, 3/4) for imshow: from (n, H, W), (n, H, W, C),
+    (n, C, H, W) with C in 1, 3, 4, or flat square rows (n, H * H)."""
+    images = np.asarray(images)
+    if images.ndim == 2 and math.isqrt(images.shape[1]) ** 2 == images.shape[1]:
+        side = math.isqrt(images.shape[1])
+        return images.reshape(len(images), side, side)
+    if images.ndim == 4 and images.shape[1] in (1, 3, 4) and images.shape[3] not in (1, 3, 4):
+        images = images.transpose(0, 2, 3, 1)
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    if images.ndim == 3 or (images.ndim == 4 and images.shape[3] in (3, 4)):
+        return images
+    raise MASCError(f"images of shape {images.shape} cannot be shown: give (n, H, W), "
+                    f"(n, H, W, C), (n, C, H, W) with C = 1, 3 or 4, or square flat rows (n, H*H)")
+
+
+def label_issue_grid(images, report, top=36, columns=6):
+    """The ``top`` most suspicious flagged samples of a :func:`MASC.noise.label_report` as a grid
+    of their images, each titled with its index, given label and suggested label (and quality);
+    ``images``: one per row of the report."""
+    shown = _displayable(images)
+    flagged = report[report.is_label_issue].sort_values("rank").head(top)
+    rows = max(1, math.ceil(len(flagged) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 1.95 * rows + 0.5),
+                             squeeze=False, layout="constrained")
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (index, row) in zip(axes.ravel(), flagged.iterrows()):
+        image = shown[index].astype(np.float64)
+        span = image.max() - image.min()
+        ax.imshow((image - image.min()) / span if span else image * 0, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"#{index}: {row.given_label} \u2192 {row.suggested_label}\n"
+                     f"quality {row.label_quality:.2f}", fontsize=8)
+    fig.suptitle(f"{len(flagged)} most suspicious of {int(report.is_label_issue.sum())} flagged "
+                 f"labels (given \u2192 suggested)", fontsize=10)
+    return fig
+
+
+def label_noise_summary_figure(summaries, dataset, model, metrics=("f1", "auroc"), reference=None):
+    """Each label-noise detector's metrics, mean over runs (bars: min-max), per corruption degree
+    (columns) and metric (rows); one marker per features source (``summaries``: {source:
+    a detectors_summary frame of :func:`MASC.noise.study_summary`}). ``reference``: {(metric,
+    p): (low, high, label)}, shaded (published figures, other data)."""
+    degrees = sorted({c for s in summaries.values() for c in s.corrupt.unique()})
+    detectors = list(dict.fromkeys(d for s in summaries.values() for d in s.detector))
+    fig, axes = plt.subplots(len(metrics), len(degrees), squeeze=False, layout="constrained",
+                             figsize=(max(6.5, 0.6 + 0.55 * len(detectors) * len(degrees)),
+                                      0.9 + 2.6 * len(metrics)), sharey="row")
+    shift = np.linspace(-0.15, 0.15, len(summaries)) if len(summaries) > 1 else [0.0]
+    for (row, metric), (col, corrupt) in itertools.product(enumerate(metrics), enumerate(degrees)):
+        ax = axes[row, col]
+        low, high, label = (reference or {}).get((metric, corrupt), (None, None, None))
+        if label:
+            ax.axhspan(low, high, color="tab:orange", alpha=0.25, label=label)
+        for (source, summary), dx, marker in zip(summaries.items(), shift, "osD^v"):
+            cell = summary[(summary.corrupt == corrupt) & (summary.metric == metric)]
+            cell = cell.set_index("detector").reindex(detectors)
+            x = np.arange(len(detectors)) + dx
+            ax.errorbar(x, cell["mean"], yerr=[cell["mean"] - cell["min"], cell["max"] - cell["mean"]],
+                        fmt=marker, ms=5, capsize=2, lw=1, label=source)
+        ax.set_xticks(range(len(detectors)), detectors, rotation=55, ha="right", fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"p = {corrupt:g}", fontsize=10)
+        if col == 0:
+            ax.set_ylabel(metric)
+    _legend(fig, axes)
+    fig.suptitle(f"{model} on {dataset}: finding the corrupted training labels (mean over runs, "
+                 f"bars: min-max)", fontsize=10)
     return fig

@@ -48,6 +48,12 @@ PROVENANCE = {*MODEL_COLUMNS, *READOUT_COLUMNS, *TRAINING_COLUMNS}
 ENVIRONMENT_COLUMNS = ["torch", "cuda", "device", "commit"]
 
 
+# The label-noise study's features -> its kind of tidy CSVs: the run's own network's (own), the
+# p = 0.0 network's of the same run number (clean: label_noise.py --features clean), or a
+# dataset's raw pixels, no network (pixels: fixed_features.py, model "pixels").
+LABEL_NOISE = {"own": "label_noise", "clean": "label_noise_clean", "pixels": "label_noise_pixels"}
+
+
 @dataclass(frozen=True)
 class RunKey:
     """One run: a (dataset, model) trained at corruption degree ``corrupt`` as run ``run``, with
@@ -140,14 +146,14 @@ class RunKey:
     def sensitivity_csv(self):
         return self._tidy("sensitivity") / f"Run_{self.run}.csv"
 
-    def label_noise_csv(self, part):
-        """The label-noise study's CSVs: ``part`` is scores, layers, metrics or retrain."""
-        return self._tidy("label_noise") / f"Run_{self.run}_{part}.csv"
+    def label_noise_csv(self, part, features="own"):
+        """The label-noise study's CSVs: ``part`` is scores, layers, metrics or retrain;
+        ``features``: whose features were scored (:data:`LABEL_NOISE`)."""
+        return self._tidy(LABEL_NOISE[features]) / f"Run_{self.run}_{part}.csv"
 
-    @property
-    def label_noise_lock(self):
+    def label_noise_lock(self, features="own"):
         """What the label-noise study locks while it scores and retrains this run."""
-        return self._tidy("label_noise") / f"Run_{self.run}"
+        return self._tidy(LABEL_NOISE[features]) / f"Run_{self.run}"
 
     # retraining's models and the reference's files
     def retrain_dir(self, subspaces_from, protocol):
@@ -239,7 +245,8 @@ _KINDS = {  # CSV kind -> (glob in its {ds}_{model} folder, regex of the same na
     "masc": ("*/Run_*_exp*.csv", r"(?P<p>[0-9.]+)/Run_(?P<run>\d+)_exp(?P<exp>[123])\.csv"),
     "probes": ("*/Run_*.csv", r"(?P<p>[0-9.]+)/Run_(?P<run>\d+)\.csv"),
     "sensitivity": ("*/Run_*.csv", r"(?P<p>[0-9.]+)/Run_(?P<run>\d+)\.csv"),
-    "label_noise": ("*/Run_*_*.csv", r"(?P<p>[0-9.]+)/Run_(?P<run>\d+)_(?P<part>[a-z]+)\.csv"),
+    **{kind: ("*/Run_*_*.csv", r"(?P<p>[0-9.]+)/Run_(?P<run>\d+)_(?P<part>[a-z]+)\.csv")
+       for kind in LABEL_NOISE.values()},
 }
 
 

@@ -113,27 +113,36 @@ class RowFile:
                 raise MASCError("a RowFile ended early: its temporary file was truncated")
             view = view[got:]
 
-    def __getitem__(self, index):
+    def _numbers(self, index):
+        """Row numbers (int64 NumPy) of an index: a slice in steps of one row, a tensor or array
+        of row numbers, or a boolean mask; checked against the rows there are."""
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step != 1:
                 raise MASCError("a RowFile is read in steps of one row")
-            out = np.empty((max(0, stop - start), self.shape[1]), np.float32)
-            if len(out):
-                self._read_into(out, start)
-            return torch.from_numpy(out)
+            return np.arange(start, max(start, stop))
         index = torch.as_tensor(index).cpu()
         if index.dtype == torch.bool:
             index = index.nonzero().squeeze(1)
         index = index.numpy().astype(np.int64).ravel()
         if len(index) and (index.min() < 0 or index.max() >= len(self)):
             raise MASCError(f"row index out of range for a RowFile of {len(self)} rows")
+        return index
+
+    def __getitem__(self, index):
+        index = self._numbers(index)
         out = np.empty((len(index), self.shape[1]), np.float32)
         breaks = np.flatnonzero(np.diff(index) != 1) + 1  # runs of consecutive rows: one read each
         for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(index)]):
             if hi > lo:
                 self._read_into(out[lo:hi], index[lo])
         return torch.from_numpy(out)
+
+    def take(self, index):
+        """A read-only view of some rows (as :meth:`__getitem__` indexes them, in that order),
+        read like a RowFile: MASC fits or predicts on part of the rows without a copy (the
+        cross-fitting of :func:`MASC.noise.label_report`)."""
+        return _Rows(self, self._numbers(index))
 
     def check_complete(self):
         """Refuse a file with rows never written (they would read as zeros)."""
@@ -142,3 +151,23 @@ class RowFile:
             raise MASCError(f"{len(missing)} of the RowFile's {len(self)} rows were never written "
                             f"(the first: row {missing[0]}); write every row before fitting or "
                             f"predicting")
+
+
+class _Rows(RowFile):
+    """Some rows of a RowFile, by row number (:meth:`RowFile.take`); read-only."""
+
+    def __init__(self, parent, numbers):
+        self._parent, self._at = parent, numbers
+        self.shape, self.device = (len(numbers), parent.shape[1]), parent.device
+
+    def __getitem__(self, index):
+        return self._parent[self._at[self._numbers(index)]]
+
+    def __setitem__(self, index, rows):
+        raise MASCError("a view made by RowFile.take is read-only; write to the RowFile itself")
+
+    def check_complete(self):
+        self._parent.check_complete()
+
+    def close(self):
+        """The parent owns the file."""

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from conftest import requires_mnist, script
-from MASC import MinimumAngleSubspaceClassifier, data, noise, plots, results, runs
+from MASC import data, noise, plots, readout, results, runs
 from MASC.errors import MASCError
 
 label_noise = script("Compare_experiments/label_noise/label_noise.py")
@@ -44,19 +44,41 @@ def test_detection_metrics_that_are_undefined_are_nan():
         noise.detection_metrics([True], [0.5, 0.1], [1, 2], [0, 2])
 
 
-def test_masc_margin_is_the_angle_to_the_label_minus_the_nearest_other_class():
-    X = np.array([[1.0, 0.0], [2.0, 0.1], [0.0, 1.0], [0.1, 3.0]])
-    masc = MinimumAngleSubspaceClassifier(1).fit(X, [0, 0, 1, 1])  # one axis per class, nearly
-    theta = np.degrees(np.arctan2(1.0, math.sqrt(3)))              # a row 30 degrees off the x axis
-    rows = np.array([[1.0, 0.0], [1.0, 0.0], [math.cos(np.radians(theta)), math.sin(np.radians(theta))]])
-    predicted, margin = noise.masc_scores(masc, rows, np.array([0, 1, 1]))
-    angles = masc.angles(rows)
-    assert list(predicted) == [0, 0, 0]
-    assert margin == pytest.approx([angles[0, 0] - angles[0, 1], angles[1, 1] - angles[1, 0],
-                                    angles[2, 1] - angles[2, 0]])
-    assert margin[0] < -85 and margin[1] > 85 and 25 < margin[2] < 35  # near -90, 90, 30 degrees
-    with pytest.raises(MASCError, match="not among MASC's classes"):
-        noise.masc_scores(masc, rows, np.array([0, 1, 7]))
+def test_lift_counts_ties_at_the_cut_at_their_mean():
+    corrupted = np.array([1, 0, 1, 0, 0, 0, 0, 0], dtype=bool)  # base rate 1/4
+    assert noise.lift_at(2, [9, 8, 7, 1, 1, 1, 1, 1], corrupted) == pytest.approx(0.5 / 0.25)
+    # top 3: row 0 (corrupted), then 1 of the 4 tied rows 1-3, 7 (one of them corrupted)
+    assert noise.lift_at(2, [9, 5, 5, 5, 0, 0, 0, 5], corrupted) == pytest.approx(
+        (1 + 0.25) / 2 / 0.25)
+    assert noise.lift_at(100, [3, 2, 1, 0, 0, 0, 0, 0], corrupted) == pytest.approx(1.0)
+    assert math.isnan(noise.lift_at(2, [1, 2], [False, False]))
+
+
+def test_knn_vote_follows_the_nearest_neighbours_labels():
+    """Two tight clusters by direction (cosine: the scale does not matter); one row of cluster A
+    labelled as B is outvoted, the rest keep their labels."""
+    g = torch.Generator().manual_seed(0)
+    A = torch.tensor([1.0, 0, 0]) + 0.01 * torch.randn(12, 3, generator=g)
+    B = torch.tensor([0, 1.0, 0]) + 0.01 * torch.randn(12, 3, generator=g)
+    X = torch.cat([A * torch.linspace(1, 50, 12)[:, None], B])
+    given = np.r_[np.zeros(12, int), np.ones(12, int)]
+    given[3] = 1
+    flags, suggested, quality = noise.knn_vote(X, given, num_classes=3, k=5, batch=7)
+    assert list(np.flatnonzero(flags)) == [3] and suggested[3] == 0 and quality[3] == 0
+    assert (suggested[~flags] == given[~flags]).all() and quality[12:].min() == 1
+    with pytest.raises(MASCError, match="0 < k < 24"):
+        noise.knn_vote(X, given, 3, k=24)
+
+
+def test_cleanlab_datalab_flags_a_label_its_neighbours_contradict():
+    pytest.importorskip("cleanlab")
+    rng = np.random.RandomState(0)
+    X = np.concatenate([rng.normal(c * 10, 1, size=(30, 4)) for c in range(3)])
+    given = np.repeat(np.arange(3), 30)
+    given[[5, 40]] = [2, 0]
+    flags, suspicion = noise.datalab_issues(X, given)
+    assert set(np.flatnonzero(flags)) == {5, 40}
+    assert suspicion[[5, 40]].min() > np.delete(suspicion, [5, 40]).max()
 
 
 def test_cleanlab_flags_and_scores_follow_its_self_confidence():
@@ -76,9 +98,10 @@ def test_cleanlab_flags_and_scores_follow_its_self_confidence():
     assert scores == pytest.approx(1 - probs[np.arange(60), given])
 
 
-def test_missing_cleanlab_is_one_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cleanlab", None)
-    with pytest.raises(MASCError, match="pip install cleanlab"):
+@pytest.mark.parametrize("missing", ["cleanlab", "datasets"])  # datasets: for cleanlab's Datalab
+def test_missing_cleanlab_is_one_clear_error(monkeypatch, missing):
+    monkeypatch.setitem(sys.modules, missing, None)
+    with pytest.raises(MASCError, match=r"pip install 'cleanlab\[datalab\]'"):
         noise.confident_learning([0, 1], np.eye(2))
 
 
@@ -120,8 +143,8 @@ def test_summary_table_over_runs(tmp_path):
     folder = tmp_path / "MNIST_CNN"
     for run, f1 in ((1, 0.5), (2, 0.7)):
         ids = {"dataset": "MNIST", "model": "CNN", "corrupt": 0.4, "run": run}
-        metrics = pd.DataFrame([{**ids, "detector": d, "precision": f1, "recall": f1, "f1": f1,
-                                 "average_precision": f1, "auroc": f1} for d in noise.DETECTORS])
+        metrics = pd.DataFrame([{**ids, "detector": d, **dict.fromkeys(noise.METRICS, f1)}
+                                for d in noise.DETECTORS])
         results.write_csv(metrics, folder / "0.4" / f"Run_{run}_metrics.csv")
         results.write_csv(pd.DataFrame([{**ids, "variant": "masc_relabel", "test_acc_final": f1,
                                          "test_acc_max": f1 + 0.1, "model_test_acc": 0.3,
@@ -154,7 +177,20 @@ def test_precision_recall_figure():
                 frame[flag] = frame[score] > 1
             rows.append(frame)
     fig = plots.label_noise_figure(pd.concat(rows), "MNIST", "CNN", noise.DETECTORS)
-    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2 * 3 * 2 + 1  # curves, dots, share
+    curves_and_dots = 2 * len(noise.DETECTORS) * 2  # per run and detector
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == curves_and_dots + 1  # + the share
+    plots.plt.close(fig)
+
+
+def test_summary_figure_has_a_panel_per_metric_and_degree_and_a_marker_per_source():
+    rows = [{"dataset": "MNIST", "model": "CNN", "corrupt": c, "detector": d, "metric": m,
+             "n_runs": 3, "mean": 0.5, "min": 0.4, "max": 0.6}
+            for c in (0.4, 0.8) for d in noise.DETECTORS for m in noise.METRICS]
+    summary = pd.DataFrame(rows)
+    fig = plots.label_noise_summary_figure({"own": summary, "clean": summary}, "MNIST", "CNN",
+                                           reference=noise.PUBLISHED)
+    assert len(fig.axes) == 4 and len(fig.axes[0].containers) == 2  # f1, auroc x p; 2 sources
+    assert len(fig.axes[1].patches) == 1 and not fig.axes[0].patches  # CL's F1 band at p = 0.8
     plots.plt.close(fig)
 
 
@@ -164,15 +200,22 @@ def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypat
                                                             tiny_runs):
     pytest.importorskip("cleanlab")
     tiny_runs(tmp_path, holdout=0.1)
-    scores, table = noise.detect(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1), folds=3,
-                                 log=lambda *_: None)
-    assert len(scores) == 115 and table.chosen.sum() == 1
+    scores, table, seconds = noise.detect(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1),
+                                          folds=3, log=lambda *_: None)
+    assert len(scores) == 115 and table.chosen.sum() == 1 and set(seconds) == set(noise.DETECTORS)
     holdout = np.load(results.run_dir(tmp_path, "MNIST", "CNN", 0.8, 1) / "labels.npz")["holdout"]
     assert list(scores.row) == list(np.setdiff1d(np.arange(128), holdout))
     for flag, score in noise.DETECTORS.values():
         assert scores[flag].dtype == bool and np.isfinite(scores[score]).all()
     assert (scores.masc_flag == (scores.masc_pred != scores.given)).all()
-    assert ((scores.masc_margin > 0) <= scores.masc_flag).all()
+    assert (scores.masc_flag == (scores.masc_score > 0.5)).all()
+    assert (scores.masc_in_flag == (scores.masc_in_score > 0.5)).all()
+    layer = table[table.chosen].layer.iloc[0]  # the same finder as noise.label_report
+    trained = runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1)
+    reader, (split, given, _) = readout.Settings().reader(trained.net, "MNIST"), trained.training()
+    acts = torch.cat([found[layer].float() for _, found, _ in reader.batches(split.images, [layer])])
+    report = noise.label_report(acts, given, cv=3, classes=range(10))
+    np.testing.assert_allclose(scores.masc_score, 1 - report.label_quality)
     assert scores.probe_pred.between(0, 9).all() and scores.softmax_score.between(0, 1).all()
 
     real = data.load  # the same run with scrambled test labels: not one score may change
@@ -181,8 +224,8 @@ def test_detectors_on_a_tiny_memorised_run_use_no_test_label(tmp_path, monkeypat
         split = real(name, root, train)
         return split if train else data.Split(split.images, split.labels.roll(1))
     monkeypatch.setattr(data, "load", scrambled)
-    again, _ = noise.detect(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1), folds=3,
-                                 log=lambda *_: None)
+    again, _, _ = noise.detect(runs.load_run(tmp_path, "MNIST", "CNN", 0.8, 1), folds=3,
+                               log=lambda *_: None)
     pd.testing.assert_frame_equal(scores, again)
 
 
@@ -197,7 +240,10 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys, t
     folder = results.tidy_dir(tmp_path, "label_noise", "MNIST", "CNN") / "0.8"
     metrics = pd.read_csv(folder / "Run_1_metrics.csv")
     assert list(metrics.detector) == list(noise.DETECTORS)
-    assert metrics[noise.METRICS].stack().between(0, 1).all()
+    lift = f"lift_at_{noise.LIFT_AT}"  # at most 1 / the share corrupted
+    share = (metrics.n_corrupted / metrics.n_rows).iloc[0]
+    assert metrics[noise.METRICS].drop(columns=lift).stack().between(0, 1).all()
+    assert metrics[lift].between(0, 1 / share + 1e-9).all() and (metrics.seconds > 0).all()
     retrained = pd.read_csv(folder / "Run_1_retrain.csv")
     flagged = pd.read_csv(folder / "Run_1_scores.csv").probe_flag.sum()
     assert list(retrained.variant) == ["cleanlab_prune"] and retrained.n_train[0] == 115 - flagged
@@ -208,9 +254,23 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys, t
     assert sorted(pd.read_csv(folder / "Run_1_retrain.csv").variant) == ["cleanlab_prune", "masc_relabel"]
     table = (folder.parent / "table.md").read_text()
     assert "| CNN | MNIST | 0.8 | cleanlab_softmax | 1 |" in table and "masc_relabel" in table
+
+    tiny_runs(tmp_path, corrs=(0.0,), holdout=0.1)  # the same rows, true labels: its features
+    label_noise.main(args + ["--features", "clean", "--variants"])  # score p = 0.8's labels
+    clean_folder = results.tidy_dir(tmp_path, "label_noise_clean", "MNIST", "CNN") / "0.8"
+    clean = pd.read_csv(clean_folder / "Run_1_scores.csv")
+    own = pd.read_csv(folder / "Run_1_scores.csv")
+    assert list(clean.row) == list(own.row) and list(clean.given) == list(own.given)
+    assert not np.allclose(clean.masc_score, own.masc_score)  # other features
+    assert clean.features_checkpoint_epoch.notna().all()  # the p = 0.0 weights' provenance too
+    with pytest.raises(SystemExit):
+        label_noise.main(args + ["--features", "clean", "--variants", "cleanlab_prune"])
     make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
-    assert (tmp_path / "plots" / "LABEL_NOISE_MNIST_CNN.png").exists()
+    for figure in ("LABEL_NOISE", "LABEL_NOISE_SUMMARY"):
+        assert (tmp_path / "plots" / f"{figure}_MNIST_CNN.png").exists()
     assert (tmp_path / "plots" / "label_noise_MNIST_CNN.md").read_text() == table
+    assert "| CNN | MNIST | 0.8 | MASC | 1 |" in (
+        tmp_path / "plots" / "label_noise_MNIST_CNN_clean_features.md").read_text()
     # other settings (case 4 of the fault matrix: the earlier settings' scores and retrainings
     # were reported as the new ones): scored and retrained again, and recorded
     label_noise.main(args + ["--variants", "cleanlab_prune", "--threshold", "0.5", "--folds", "4"])
@@ -222,3 +282,42 @@ def test_study_script_end_to_end_and_resumes(tmp_path, small_test_set, capsys, t
                              "--max-epochs", "2"])  # retrained again, not scored again
     assert pd.read_csv(folder / "Run_1_scores.csv").equals(rescored)
     assert pd.read_csv(folder / "Run_1_retrain.csv").max_epochs.tolist() == [2]
+    # scores of an older version, without a detector's column: scored again, not an error
+    rescored.drop(columns="knn_pred").to_csv(folder / "Run_1_scores.csv", index=False)
+    label_noise.main(args + ["--variants", "--threshold", "0.5", "--folds", "4"])
+    assert "knn_pred" in pd.read_csv(folder / "Run_1_scores.csv")
+
+
+fixed_features = script("Compare_experiments/label_noise/fixed_features.py")
+
+
+@requires_mnist
+@pytest.mark.slow
+def test_fixed_features_scores_every_features_only_detector_on_real_pixels(tmp_path, capsys):
+    """fixed_features.py on 200 real MNIST images at p = 0.4: each features-only detector gets a
+    metrics row (no softmax: no network), the corrupted count is the run's own draw, MASC and the
+    k-NN vote rank the wrong labels well above chance on raw pixels (measured: AUROC 0.94-0.95 on
+    300 images), and a rerun scores nothing again unless its settings differ (break: score_labels's MASC in-sample, cv=None,
+    and its AUROC falls to 0.52)."""
+    pytest.importorskip("cleanlab")
+    args = ["-corr", "0.4", "-run", "1", "-dataset", "MNIST", "-model", "pixels", "--subset", "200",
+            "--folds", "3", "--out", str(tmp_path)]
+    fixed_features.main(args)
+    folder = results.tidy_dir(tmp_path, "label_noise_pixels", "MNIST", "pixels")
+    metrics = pd.read_csv(folder / "0.4" / "Run_1_metrics.csv")
+    assert list(metrics.detector) == [d for d in noise.DETECTORS if d != "cleanlab_softmax"]
+    assert (metrics.n_rows == 200).all() and metrics.n_corrupted.between(60, 100).all()
+    auroc = metrics.set_index("detector").auroc
+    assert auroc["MASC"] > 0.8 and auroc["knn_vote"] > 0.8 and (metrics.seconds > 0).all()
+    assert "| pixels | MNIST | 0.4 | MASC | 1 |" in (folder / "table.md").read_text()
+    stamp = (folder / "0.4" / "Run_1_metrics.csv").stat().st_mtime_ns
+    capsys.readouterr()
+    fixed_features.main(args)
+    assert (folder / "0.4" / "Run_1_metrics.csv").stat().st_mtime_ns == stamp
+    assert "labels wrong" not in capsys.readouterr().out
+    fixed_features.main(args + ["--threshold", "0.5"])  # other settings: scored again, recorded
+    assert pd.read_csv(folder / "0.4" / "Run_1_metrics.csv").threshold.eq(0.5).all()
+    make_plots.main(["--out", str(tmp_path), "--plots", str(tmp_path / "plots")])
+    assert (tmp_path / "plots" / "LABEL_NOISE_SUMMARY_MNIST_pixels.png").exists()
+    assert "| pixels | MNIST | 0.4 | knn_vote | 1 |" in (
+        tmp_path / "plots" / "label_noise_MNIST_pixels.md").read_text()

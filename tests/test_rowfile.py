@@ -39,6 +39,27 @@ def test_rows_read_back_by_range_index_and_mask():
             rows[::2]
 
 
+def test_a_view_of_some_rows_reads_like_those_rows_and_masc_fits_on_it():
+    """RowFile.take: rows by number or mask, read by range or index like a RowFile of those rows;
+    MASC fitted on the view equals MASC fitted on the rows in memory; writes are refused."""
+    X, y = uneven()
+    some = torch.randperm(len(X), generator=torch.Generator().manual_seed(2))[:len(X) // 2]
+    with on_disk(X) as rows:
+        view = rows.take(some)
+        assert view.shape == (len(some), X.shape[1]) and len(view) == len(some)
+        assert torch.equal(view[:], X[some].float()) and torch.equal(view[3:9], X[some[3:9]].float())
+        assert torch.equal(view[torch.tensor([4, 0])], X[some[[4, 0]]].float())
+        assert torch.equal(rows.take(y == 1)[:], X[y == 1].float())
+        est = MASC().fit(view, y[some], classes=range(4))
+        plain = MASC().fit(X[some].float(), y[some], classes=range(4))
+        assert list(est.n_components_) == list(plain.n_components_)
+        assert torch.equal(est.predict(rows.take(torch.arange(10))), plain.predict(X[:10].float()))
+        with pytest.raises(MASCError, match="read-only"):
+            view[0:1] = X[:1]
+        with pytest.raises(MASCError, match="out of range"):
+            view[torch.tensor([len(some)])]
+
+
 def test_bad_writes_are_refused():
     with RowFile(4, 3) as rows:
         with pytest.raises(MASCError, match="NaN or infinite"):

@@ -4,61 +4,71 @@
     python Compare_experiments/label_noise/label_noise.py -corr 0.2 0.4 0.6 0.8 -model CNN -dataset MNIST -run 1 2
 
 For each memorised run (trained with --holdout: the clean protocol) every training label is
-flagged and scored by MASC at the layer the hold-out's corrupted labels choose, by cleanlab on a
-logistic-regression probe's K-fold out-of-sample probabilities at that layer, and by cleanlab on
-the network's own softmax (MASC/noise.py says how). Then the memorised model is fine-tuned, once
-per variant: on MASC's relabels, on the rows cleanlab (probe) did not flag, and with cleanlab's
-flagged rows relabelled to the probe's class (early stopping on the hold-out, best epoch kept).
-No test label is used except to report test accuracy. Needs cleanlab (requirements-study.txt).
+flagged and scored at the layer the hold-out's corrupted labels choose by: MASC cross-fitted
+(noise.find_label_issues) and in-sample, a k-nearest-neighbour vote, cleanlab on a
+logistic-regression probe's K-fold out-of-sample probabilities, cleanlab's Datalab from the
+features, and cleanlab on the network's own softmax (MASC/noise.py says how). Then the memorised
+model is fine-tuned, once per variant: on MASC's relabels, on the rows cleanlab (probe) did not
+flag, and with cleanlab's flagged rows relabelled to the probe's class (early stopping on the
+hold-out, best epoch kept). No test label is used except to report test accuracy. Needs cleanlab
+(requirements-study.txt). --features clean takes the features (and softmax) from the p = 0.0
+network of the same run number instead, trained on the same rows (detection only, no retraining).
 
-Results under results/label_noise/{ds}_{model}/ of --out: {p}/Run_{r}_scores.csv (one row per
-training row), _layers.csv (the clean protocol's layer table), _metrics.csv (per detector:
-precision, recall, F1, average precision, AUROC), _retrain.csv (per variant); detectors_summary.csv,
-retrain_summary.csv and table.md over the runs found. A rerun resumes: scored runs are not scored
-again and finished variants not retrained (delete a run's files to redo it).
+Results under results/label_noise/{ds}_{model}/ of --out (--features clean: label_noise_clean/):
+{p}/Run_{r}_scores.csv (one row per training row), _layers.csv (the clean protocol's layer table),
+_metrics.csv (per detector: precision, recall, F1, average precision, AUROC, lift@100, seconds),
+_retrain.csv (per variant); detectors_summary.csv, retrain_summary.csv and table.md over the runs
+found. A rerun resumes: runs scored with the same settings (MASC's, the folds', the read-out's and
+the weights' provenance, recorded in every row) are not scored again and finished variants not
+retrained; other settings score and retrain again (delete a run's files to redo it).
 """
 # Defaults: edit them here or override them on the command line.
-FOLDS = 5             # K of the probe's cross-validated probabilities
-PROBE_SEED = 0        # the folds' shuffle
+FOLDS = 5             # K of MASC's cross-fitting and of the probe's out-of-sample probabilities
+FOLD_SEED = 0         # the folds' shuffle
+FEATURES = "own"      # own: the memorised network's layers; clean: the p = 0.0 run's
 VARIANTS = ["masc_relabel", "cleanlab_prune", "cleanlab_relabel"]
 # The others are the settings groups' (--help lists them): the read-out (MASC/readout.py,
 # Settings; LAYERS: the candidate layers; TEST_SUBSET only changes reported accuracies), MASC's
 # THRESHOLD, the fine-tuning per variant (MASC/retrain.py: MAX_EPOCHS, PATIENCE, SHUFFLE) and
 # DEVICE, DATA, OUT.
 
+import time  # noqa: E402
+
 import pandas as pd  # noqa: E402
 
-from MASC import cli, noise, results  # noqa: E402
+from MASC import cli, noise, results, runs  # noqa: E402
 from MASC.devices import pick_device  # noqa: E402
 
 _READOUT = cli.without(cli.READOUT, "ROWS_ON_DISK")
 _FINE_TUNING = cli.without(cli.FINE_TUNING, "SEED")  # seed: the run index
-_SCORE_COLUMNS = ["row", "given", "true", "layer", "masc_pred", "probe_pred"] + \
+_SCORE_COLUMNS = ["row", "given", "true", "layer", "masc_pred", "knn_pred", "probe_pred"] + \
     [c for pair in noise.DETECTORS.values() for c in pair]
 
 
-def score_run(args, trained, settings):
-    """The run's scores: read back if written with these ``settings``, else computed and written
-    with its layer table and metrics (a retraining CSV of the run goes: it belonged to other
-    scores)."""
+def score_run(args, trained, clean, settings):
+    """The run's scores (on the features of the ``clean`` run's network, if given): read back if
+    written with these ``settings``, else computed and written with its layer table and metrics
+    (a retraining CSV of the run goes: it belonged to other scores)."""
     key = trained.key
-    path = key.label_noise_csv("scores")
+    path = key.label_noise_csv("scores", args.features)
     if path.exists():
-        scores = results.read_csv(path, _SCORE_COLUMNS)
-        if results.same_settings(scores, settings):
-            return scores, results.read_csv(key.label_noise_csv("layers"))
-        print(f"{key}: scored with other settings before; scoring again")
-    scores, table = noise.detect(trained, readout=cli.readout_settings(args),
-                                 threshold=args.threshold, folds=args.folds, seed=args.probe_seed)
-    ids = trained.key.ids()
+        scores = results.read_csv(path)
+        if results.same_settings(scores, settings) and set(_SCORE_COLUMNS) <= set(scores):
+            return scores, results.read_csv(key.label_noise_csv("layers", args.features))
+        print(f"{key}: scored with other settings or detectors before; scoring again")
+    tic = time.perf_counter()
+    scores, table, seconds = noise.detect(trained, readout=cli.readout_settings(args),
+                                          threshold=args.threshold, folds=args.folds,
+                                          seed=args.fold_seed, features_from=clean)
+    print(f"scored in {time.perf_counter() - tic:.0f} s")
+    ids = key.ids()
     results.write_csv(pd.concat([pd.DataFrame([ids] * len(table)), table,
                                  pd.DataFrame([settings] * len(table))], axis=1),
-                      key.label_noise_csv("layers"))
-    metrics = noise.metrics_table(scores, {**ids, "layer": scores.layer.iloc[0]})
-    results.write_csv(metrics.assign(**settings), key.label_noise_csv("metrics"))
-    key.label_noise_csv("retrain").unlink(missing_ok=True)
-    print(metrics[["detector", "n_flagged", "precision", "recall", "f1", "average_precision",
-                   "auroc"]].to_string(index=False))
+                      key.label_noise_csv("layers", args.features))
+    metrics = noise.metrics_table(scores, {**ids, "layer": scores.layer.iloc[0]}, seconds)
+    results.write_csv(metrics.assign(**settings), key.label_noise_csv("metrics", args.features))
+    key.label_noise_csv("retrain", args.features).unlink(missing_ok=True)
+    print(metrics[["detector", "n_flagged"] + noise.METRICS + ["seconds"]].to_string(index=False))
     for i, (column, value) in enumerate(ids.items()):
         scores.insert(i, column, value)
     results.write_csv(scores.assign(**settings), path)
@@ -75,19 +85,27 @@ def main(argv=None):
         p.error(f"argument --variants: unknown {', '.join(unknown)}; choose from "
                 f"{', '.join(noise.VARIANTS)}")
     device = pick_device(args.device)
-    study = results.tidy_dir(args.out, "label_noise", args.dataset, args.model)
+    if args.features == "clean" and args.variants:
+        p.error("argument --variants: --features clean scores only; give --variants alone")
+    study = results.tidy_dir(args.out, results.LABEL_NOISE[args.features], args.dataset,
+                             args.model)
     for trained in cli.trained_runs(args):
         key = trained.key
+        clean = None
+        if args.features == "clean":
+            clean = runs.load_run(key.at(0.0), root=args.data, subset=args.subset,
+                                  test_subset=args.test_subset)
         # what changes the scores, and the retrainings: a rerun with others does them again
         settings = {"threshold": args.threshold, "folds": args.folds,
-                    "probe_seed": args.probe_seed, "layers": " ".join(args.layers or ["all"]),
+                    "fold_seed": args.fold_seed, "layers": " ".join(args.layers or ["all"]),
                     "per_sample_bn": args.per_sample_bn, "n_labels": len(trained.labels.train_rows),
-                    "n_test": len(trained.test), **trained.provenance}
+                    "n_test": len(trained.test), **trained.provenance,
+                    **{f"features_{k}": v for k, v in (clean.provenance if clean else {}).items()}}
         retraining = {**settings, "max_epochs": args.max_epochs, "patience": args.patience,
                       "shuffle": args.shuffle}
-        with results.lock(key.label_noise_lock, wait=False, what="scored"):
-            scores, table = score_run(args, trained, settings)
-            path = key.label_noise_csv("retrain")
+        with results.lock(key.label_noise_lock(args.features), wait=False, what="scored"):
+            scores, table = score_run(args, trained, clean, settings)
+            path = key.label_noise_csv("retrain", args.features)
             done = set()
             if path.exists():
                 old = results.read_csv(path, ["variant"])

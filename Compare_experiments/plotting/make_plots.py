@@ -11,9 +11,14 @@ COST_{ds}_{model} (fit and predict seconds and GFLOPs per probe and layer); and 
 summary table (Table_values) as table_values.csv (fractions) and table_values.md (%): per
 (dataset, model, p) the network's final test accuracy, the best test accuracy it reached at any
 epoch of training, and the best layer's MASC test accuracy with corrupted and original-label
-subspaces (max over layers of the mean over runs). From results/label_noise (the label-noise
-study): LABEL_NOISE_{ds}_{model} (precision-recall curves of every detector, a panel per p) and
-label_noise_{ds}_{model}.md / .csv (detection metrics and retrained test accuracy over runs).
+subspaces (max over layers of the mean over runs). From results/label_noise and
+results/label_noise_clean (the label-noise study, and its --features clean):
+LABEL_NOISE_{ds}_{model} (precision-recall curves of every detector, a panel per p),
+LABEL_NOISE_SUMMARY_{ds}_{model} (F1 and AUROC of every detector per p, mean and min-max over runs,
+on the memorised network's features and, where scored, the p = 0.0 network's; Confident
+Learning's published F1 shaded) and label_noise_{ds}_{model}[_clean_features].md / .csv (detection
+metrics and retrained test accuracy over runs); from results/label_noise_pixels
+(fixed_features.py) the same summary figure and table of {ds}_pixels.
 """
 # Defaults: edit them here or override them on the command line.
 OUT = "."             # results root (the --out of the experiment scripts)
@@ -26,6 +31,24 @@ import pandas as pd  # noqa: E402
 
 from MASC import cli, noise, plots, results  # noqa: E402
 from MASC.errors import MASCError  # noqa: E402
+
+
+def label_noise_summary(folder, tables, summaries):
+    """Write into ``folder`` the label-noise tables ({name: (detectors, retrained)}:
+    label_noise_{name}.md / .csv) and the summary figure of the detectors' ``summaries`` ({features source: detectors});
+    returns the paths."""
+    written = []
+    for name, found in tables.items():
+        table = Path(folder) / f"label_noise_{name}.md"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text(noise.markdown(*found))
+        written += [results.write_csv(pd.concat(found, ignore_index=True),
+                                      table.with_suffix(".csv")), table]
+    detectors = next(iter(summaries.values()))
+    dataset, model = detectors.dataset.iloc[0], detectors.model.iloc[0]
+    return written + plots.save(plots.label_noise_summary_figure(summaries, dataset, model,
+                                                                 reference=noise.PUBLISHED),
+                                Path(folder) / f"LABEL_NOISE_SUMMARY_{results.tag(dataset, model)}")
 
 
 @cli.main
@@ -55,11 +78,18 @@ def main(argv=None):
         for (dataset, model), group in scores.groupby(["dataset", "model"]):
             written += plots.save(plots.label_noise_figure(group, dataset, model, noise.DETECTORS),
                                   stem("LABEL_NOISE", dataset, model))
-        table = Path(args.plots) / f"label_noise_{folder.name}.md"
-        table.parent.mkdir(parents=True, exist_ok=True)
-        table.write_text(noise.markdown(detectors, retrained))
-        written += [results.write_csv(pd.concat([detectors, retrained], ignore_index=True),
-                                      table.with_suffix(".csv")), table]
+        tables = {folder.name: (detectors, retrained)}
+        summaries = {"memorised network's features": detectors}
+        clean = results.tidy_root(args.out) / results.LABEL_NOISE["clean"] / folder.name
+        if noise.study_files(clean, "metrics"):
+            tables[f"{folder.name}_clean_features"] = noise.study_summary(clean)
+            summaries["p = 0.0 network's features"] = tables[f"{folder.name}_clean_features"][0]
+        written += label_noise_summary(args.plots, tables, summaries)
+    for folder in sorted(results.kind_folders(args.out, results.LABEL_NOISE["pixels"])):
+        if noise.study_files(folder, "metrics"):  # fixed_features.py: no network
+            detectors, retrained = noise.study_summary(folder)
+            written += label_noise_summary(args.plots, {folder.name: (detectors, retrained)},
+                                           {"raw pixels": detectors})
     if not written:
         raise MASCError(f"no result CSVs under {results.tidy_root(args.out)} (probes, masc, "
                         f"sensitivity, label_noise); run an experiment first, or pass its --out")
