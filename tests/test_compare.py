@@ -36,8 +36,8 @@ def test_missing_cifar_is_one_clear_line(tmp_path, capsys):
 @requires_mnist
 @pytest.mark.slow
 def test_probe_and_sensitivity_scripts_on_a_small_cnn(tmp_path, data_root):
-    run = training.Run("MNIST", "CNN", 0.8, 1, seed=1)
-    training.train([run], out=tmp_path, root=data_root, device="cpu", epochs=1, subset=300,
+    runs = [training.Run("MNIST", "CNN", 0.8, r, seed=r) for r in (1, 2)]
+    training.train(runs, out=tmp_path, root=data_root, device="cpu", epochs=1, subset=300,
                    test_subset=100, progress=False, log=lambda *_: None)
     common = ["-corr", "0.8", "-model", "CNN", "-dataset", "MNIST", "-run", "1", "--out", str(tmp_path),
               "--data", str(data_root), "--device", "cpu", "--test-subset", "200", "--layers", "fc3"]
@@ -54,11 +54,14 @@ def test_probe_and_sensitivity_scripts_on_a_small_cnn(tmp_path, data_root):
     again = pd.read_csv(path)
     assert len(again) == len(first) and again.iloc[-1].probe == "NCM"
 
-    script("Compare_experiments/sensitivity_ablation_studies/sensitivity.py").main(
-        common + ["--thresholds", "0.5", "1"])
+    sensitivity = script("Compare_experiments/sensitivity_ablation_studies/sensitivity.py")
+    sensitivity.main(common + ["--thresholds", "0.5", "1"])
     summary = pd.read_csv(tmp_path / "results/sensitivity/MNIST_CNN/summary.csv")
     assert sorted(summary.threshold.unique()) == [0.5, 1.0] and (summary.n_runs == 1).all()
     assert summary.ci_low.isna().all()  # one seed: no interval
+    sensitivity.main([*common[:7], "1", "2", *common[8:], "--thresholds", "0.5", "1"])  # two runs
+    summary = pd.read_csv(tmp_path / "results/sensitivity/MNIST_CNN/summary.csv")
+    assert (summary.n_runs == 2).all() and summary.ci_low.notna().all()
 
 
 def test_t_interval_summary():

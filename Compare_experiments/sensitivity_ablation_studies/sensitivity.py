@@ -48,11 +48,11 @@ def main(argv=None):
     settings = cli.readout_settings(args)
     for trained in cli.trained_runs(args):
         acts = probes.layer_activations(trained, settings)
-        settings = {"per_sample_bn": args.per_sample_bn, **trained.provenance}
+        recorded = {"per_sample_bn": args.per_sample_bn, **trained.provenance}
         thresholds = {f"MASC {t}": t for t in args.thresholds}  # every threshold per layer read
         frame = probes.evaluate(acts, {name: lambda t=t: probes.make("MASC", device, t)
                                        for name, t in thresholds.items()},
-                                trained.ids(), args.labels, settings=settings)
+                                trained.ids(), args.labels, settings=recorded)
         frame = frame.assign(probe="MASC", threshold=frame.probe.map(thresholds)).sort_values(
             "threshold", key=lambda t: t.map(list(thresholds.values()).index), kind="stable")
         print(f"results: {results.write_csv(frame, trained.key.sensitivity_csv)}")
