@@ -458,7 +458,8 @@ def main(argv=None):
     if len(table):
         with results.atomic(args.figure, ".tmp.png") as tmp:
             figure(table, tmp)
-    print(f"wrote {args.report}" + (f" and {args.figure}" if len(table) else ""))
+    print(f"wrote {args.report}" + (f" and {args.figure}" if len(table) else
+                                     f"; no {args.figure}: no result is at the paper's settings"))
 
 
 if __name__ == "__main__":
