@@ -123,21 +123,26 @@ def test_a_slurm_sweep_requeued_mid_run_equals_the_sweep_run_here(slurm, tmp_pat
 @pytest.mark.slow
 def test_a_second_slurm_job_training_the_same_run_is_refused(slurm, tmp_path, data_root):
     out = tmp_path / "out"
-    args = ["submit", *TINY, "-corr", "0.8", "-run", "1", "--epochs", "60", "--exps",
-            "--out", out, "--data", data_root, *ON_SLURM]
+    # 2,000 images and no early stop within the test: the first job must still hold the run when
+    # the second starts (with 300 images it could finish first, and the second then had no work)
+    args = ["submit", *TINY, "--subset", "2000", "-corr", "0.8", "-run", "1", "--epochs", "1000",
+            "--exps", "--out", out, "--data", data_root, *ON_SLURM]
     run_sweep(*args, "--name", "first")
     first = tasks(out, "first")[0]
-    assert f"(Slurm job {first['job_id']})" in wait_for_lock(out, 0.8, 1)
-    run_sweep(*args, "--name", "second")
-    second = slurm_job(tasks(out, "second")[0])
-    error = str(second.exception())
-    assert "is being trained by pid" in error and f"(Slurm job {first['job_id']})" in error
-    deadline = time.time() + 60  # sacct says FAILED once the job step has ended
-    while second.get_info(mode="force").get("State") != "FAILED" and time.time() < deadline:
-        time.sleep(1)
-    assert second.get_info(mode="force").get("State") == "FAILED"
-    table = run_sweep("status", "--out", out)
-    assert "FAILED" in table and "running" in table, table
+    try:
+        assert f"(Slurm job {first['job_id']})" in wait_for_lock(out, 0.8, 1)
+        run_sweep(*args, "--name", "second")
+        second = slurm_job(tasks(out, "second")[0])
+        error = str(second.exception())
+        assert "is being trained by pid" in error and f"(Slurm job {first['job_id']})" in error
+        deadline = time.time() + 60  # sacct says FAILED once the job step has ended
+        while second.get_info(mode="force").get("State") != "FAILED" and time.time() < deadline:
+            time.sleep(1)
+        assert second.get_info(mode="force").get("State") == "FAILED"
+        table = run_sweep("status", "--out", out)
+        assert "FAILED" in table and "running" in table, table
+    finally:
+        slurm_job(first).cancel()  # it would train on until its time limit
 
 
 @requires_mnist
