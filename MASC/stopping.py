@@ -55,9 +55,12 @@ def requested():
 
 def stop():
     """Act on the recorded signal (call only when progress is saved): the replaced handler if
-    it is a Python one (submitit's requeue, KeyboardInterrupt), then :class:`Stopped`."""
+    it is a Python one (submitit's requeue, KeyboardInterrupt), then KeyboardInterrupt for
+    SIGINT and :class:`Stopped` for the others."""
     signum, before = _request
     signal.signal(signum, before)
     if callable(before):
         before(signum, None)
+    if signum == signal.SIGINT:  # Ctrl-C ends alike where SIGINT was ignored when Python started
+        raise KeyboardInterrupt
     raise Stopped(signum)

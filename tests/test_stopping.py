@@ -22,15 +22,18 @@ def folder(out):
     return results.run_dir(out, "MNIST", "CNN", 0.8, 1)
 
 
-def start_training(out, data_root, epochs):
+def start_training(out, data_root, epochs, sigint=signal.SIG_DFL):
+    """The training script in a process that starts with ``sigint`` as its SIGINT disposition
+    (SIG_DFL: as from a terminal; SIG_IGN: as a background job of a non-interactive shell)."""
     return subprocess.Popen([sys.executable, str(ROOT / "pytorch_training.py"), *TRAIN, "--epochs",
                              str(epochs), "--out", str(out), "--data", str(data_root)], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
 
-def signal_while_training(out, data_root, signum, epochs=12):
+def signal_while_training(out, data_root, signum, epochs=12, sigint=signal.SIG_DFL):
     """Start training, send ``signum`` once it holds its lock and had time for an epoch or two."""
-    proc = start_training(out, data_root, epochs)
+    proc = start_training(out, data_root, epochs, sigint)
     deadline = time.time() + 120
     while results.lock_holder(folder(out)) is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
@@ -63,8 +66,9 @@ def test_sigterm_saves_progress_and_the_rerun_equals_an_uninterrupted_run(tmp_pa
 
 @requires_mnist
 @pytest.mark.slow
-def test_ctrl_c_saves_progress_too(tmp_path, data_root):
-    code, output = signal_while_training(tmp_path, data_root, signal.SIGINT)
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "ignored"])
+def test_ctrl_c_saves_progress_too(tmp_path, data_root, sigint):
+    code, output = signal_while_training(tmp_path, data_root, signal.SIGINT, sigint=sigint)
     assert code == 130, output
     assert "saved progress is kept" in output and "Traceback" not in output
     assert 0 < results.load_progress(folder(tmp_path) / "progress.pt")["epoch"] < 12
